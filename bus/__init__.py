@@ -1,0 +1,69 @@
+"""polybus: one Producer/Consumer API for Python, any transport, chosen by URL.
+
+    import bus
+    with bus.connect() as b:                      # $BUS_URL, else memory://
+        with b.producer() as producer:
+            producer.send("orders", b"hello", key=b"k1")
+        with b.consumer("orders", group="billing", offset_reset="earliest") as consumer:
+            for message in consumer:
+                ...
+
+Importing ``bus`` imports no Kafka client: backends load their client library when
+``connect`` picks them.
+"""
+
+from bus._bus import Bus, connect
+from bus._codecs import Codec
+from bus._consumer import AsyncConsumer, Consumer
+from bus._errors import (
+    AuthenticationError,
+    AuthorizationError,
+    BackendNotFound,
+    BusError,
+    ClosedError,
+    CommitError,
+    ConfigError,
+    DeliveryError,
+    MessageTooLarge,
+    SerializationError,
+    TimeoutError,
+    TopicExistsError,
+    UnknownTopicError,
+    UnsupportedError,
+)
+from bus._message import Delivery, Message, TopicPartition
+from bus._partitioner import murmur2, murmur2_partition
+from bus._plugins import hookimpl
+from bus._producer import AsyncProducer, Producer
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "AsyncConsumer",
+    "AsyncProducer",
+    "AuthenticationError",
+    "AuthorizationError",
+    "BackendNotFound",
+    "Bus",
+    "BusError",
+    "ClosedError",
+    "Codec",
+    "CommitError",
+    "ConfigError",
+    "Consumer",
+    "Delivery",
+    "DeliveryError",
+    "Message",
+    "MessageTooLarge",
+    "Producer",
+    "SerializationError",
+    "TimeoutError",
+    "TopicExistsError",
+    "TopicPartition",
+    "UnknownTopicError",
+    "UnsupportedError",
+    "connect",
+    "hookimpl",
+    "murmur2",
+    "murmur2_partition",
+]

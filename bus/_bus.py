@@ -1,0 +1,291 @@
+"""``connect()`` and the ``Bus`` facade: a connection to one backend, by URL."""
+
+from __future__ import annotations
+
+import threading
+import weakref
+from collections.abc import Mapping
+from typing import Any, TypeVar
+
+from bus._checks import check_optional_int, check_topic, decoder, encoder, resolve_codec
+from bus._consumer import AsyncConsumer, Consumer
+from bus._errors import BusError, ClosedError, ConfigError, UnsupportedError
+from bus._options import BUS, CONSUMER, PRODUCER, OptionTable, redact
+from bus._plugins import BackendInfo, Registry, registry
+from bus._producer import AsyncProducer, Producer
+from bus._url import BusURL, parse_url, resolve_url
+from bus.spi import Backend, BackendConfig
+
+_Client = TypeVar("_Client")
+
+_CODEC_OPTIONS = ("serializer", "key_serializer", "deserializer", "key_deserializer")
+
+
+def connect(url: str | None = None, **options: Any) -> Bus:
+    """Connect to the backend serving ``url`` (default ``$BUS_URL``, else ``memory://``).
+
+    URL query parameters and keyword arguments are options: the connection's own and
+    defaults for every producer and consumer made from it (keywords win). Raises
+    ``bus.BackendNotFound`` for a scheme no installed backend serves and
+    ``bus.ConfigError`` for an unknown option or a bad value.
+    """
+    reg = registry()
+    parsed = parse_url(resolve_url(url))
+    info = reg.backend_for(parsed.scheme)
+    table = OptionTable.build(info.descriptor.options)
+    where = f"{parsed.scheme}://"
+    given = _query_options(parsed, table, where)
+    given.update(options)
+    validated = table.validate(given, BUS, where=where)
+    for name in _CODEC_OPTIONS:
+        if name in validated:
+            resolve_codec(validated[name], reg.codecs, name)  # fail at connect, not later
+    config = BackendConfig(parsed, validated)
+    try:
+        backend = info.descriptor.factory(config)
+    except BusError:
+        raise
+    except Exception as exc:
+        raise BusError(
+            f"backend {info.descriptor.name!r} failed to connect to "
+            f"{parsed.redacted()}: {type(exc).__name__}: {exc}"
+        ) from exc
+    return Bus(backend, info, parsed, table, validated, reg)
+
+
+def _query_options(url: BusURL, table: OptionTable, where: str) -> dict[str, Any]:
+    """Options from the URL query; ``name.key=value`` fills the mapping option ``name``."""
+    found: dict[str, Any] = {}
+    for key, value in url.query:
+        head, dot, rest = key.partition(".")
+        option = table.options.get(head)
+        if dot and option is not None and option.mapping:
+            found.setdefault(head, {})[rest] = value
+        elif key in found:
+            raise ConfigError(f"{where}: option {key!r} is given twice in the URL")
+        else:
+            found[key] = value
+    return found
+
+
+class Bus:
+    """A connection to one backend, and the factory of its producers and consumers.
+
+    ``backend`` names the plugin serving it and ``capabilities`` what it can do. Every
+    producer and consumer made here takes the connection's options as defaults.
+    Thread-safe. ``close()`` closes every producer (flushing it) and consumer made
+    from this bus that is still open, then the connection; it is idempotent and any
+    later call raises ``bus.ClosedError``. Use it as a context manager.
+    """
+
+    def __init__(
+        self,
+        backend: Backend,
+        info: BackendInfo,
+        url: BusURL,
+        table: OptionTable,
+        options: Mapping[str, Any],
+        registry_: Registry,
+    ):
+        self._backend = backend
+        self._info = info
+        self.url = url
+        self._table = table
+        self._options = dict(options)
+        self._registry = registry_
+        self.backend: str = info.descriptor.name
+        self.capabilities: frozenset[str] = info.descriptor.capabilities
+        self._clients: weakref.WeakSet[Any] = weakref.WeakSet()
+        self._lock = threading.Lock()
+        self._closed = False
+
+    def _settings(self, scope: str, options: Mapping[str, Any]) -> dict[str, Any]:
+        if self._closed:
+            raise ClosedError("Bus is closed")
+        where = f"{self.url.scheme}:// {scope}"
+        own = self._table.validate(options, scope, where=where)
+        settings = self._table.defaults(scope)
+        settings.update(
+            {k: v for k, v in self._options.items() if scope in self._table.options[k].scopes}
+        )
+        settings.update(own)
+        return settings
+
+    def _codec(self, settings: dict[str, Any], name: str) -> Any:
+        return resolve_codec(settings.pop(name), self._registry.codecs, name)
+
+    def _need(self, capability: str, api: str) -> None:
+        if capability in self.capabilities:
+            return
+        others = sorted(
+            f"{i.descriptor.schemes[0]}://"
+            for i in self._registry.backends.values()
+            if capability in i.descriptor.capabilities
+        )
+        hint = f"; use {' or '.join(others)}" if others else ""
+        raise UnsupportedError(f"backend {self.backend!r} has no {api} API{hint}")
+
+    def _track(self, client: _Client) -> _Client:
+        with self._lock:
+            if self._closed:
+                raise ClosedError("Bus is closed")
+            self._clients.add(client)
+        return client
+
+    def _topics(self, topics: tuple[Any, ...]) -> tuple[str, ...]:
+        if not topics:
+            raise TypeError("consumer() needs at least one topic name")
+        for t in topics:
+            check_topic(t)
+        return tuple(dict.fromkeys(topics))
+
+    @staticmethod
+    def _group(group: Any) -> str | None:
+        if group is not None and (not isinstance(group, str) or not group):
+            raise TypeError(f"group must be a non-empty str or None, not {group!r}")
+        return group
+
+    def producer(self, **options: Any) -> Producer:
+        """A blocking ``Producer``; ``options`` override the connection's."""
+        self._need("sync", "blocking")
+        settings = self._settings(PRODUCER, options)
+        value, key = self._codec(settings, "serializer"), self._codec(settings, "key_serializer")
+        driver = self._backend.producer(settings)
+        return self._track(Producer(driver, self.backend, encoder(value), encoder(key)))
+
+    def consumer(self, *topics: str, group: str | None = None, **options: Any) -> Consumer:
+        """A blocking ``Consumer`` of ``topics``, in ``group`` (``None``: no group, read
+        every partition, commit nothing)."""
+        self._need("sync", "blocking")
+        names, group = self._topics(topics), self._group(group)
+        settings = self._settings(CONSUMER, options)
+        value, key = (
+            self._codec(settings, "deserializer"),
+            self._codec(settings, "key_deserializer"),
+        )
+        driver = self._backend.consumer(names, group, settings)
+        return self._track(
+            Consumer(driver, self.backend, names, group, decoder(value), decoder(key))
+        )
+
+    def async_producer(self, **options: Any) -> AsyncProducer:
+        """An asyncio ``AsyncProducer``; ``options`` override the connection's."""
+        self._need("async", "asyncio")
+        settings = self._settings(PRODUCER, options)
+        value, key = self._codec(settings, "serializer"), self._codec(settings, "key_serializer")
+        driver = self._backend.async_producer(settings)
+        return self._track(AsyncProducer(driver, self.backend, encoder(value), encoder(key)))
+
+    def async_consumer(
+        self, *topics: str, group: str | None = None, **options: Any
+    ) -> AsyncConsumer:
+        """An asyncio ``AsyncConsumer`` of ``topics``, in ``group``."""
+        self._need("async", "asyncio")
+        names, group = self._topics(topics), self._group(group)
+        settings = self._settings(CONSUMER, options)
+        value, key = (
+            self._codec(settings, "deserializer"),
+            self._codec(settings, "key_deserializer"),
+        )
+        driver = self._backend.async_consumer(names, group, settings)
+        return self._track(
+            AsyncConsumer(driver, self.backend, names, group, decoder(value), decoder(key))
+        )
+
+    # -- admin ------------------------------------------------------------------------------
+
+    def create_topic(
+        self, name: str, partitions: int = 1, replication_factor: int = 1, **config: Any
+    ) -> None:
+        """Create topic ``name``; ``config`` holds topic settings, dots written as
+        underscores (``retention_ms=1000`` is ``retention.ms``). Raises
+        ``bus.TopicExistsError`` if it exists."""
+        self._admin()
+        check_topic(name)
+        for what, number in (
+            ("partitions", partitions),
+            ("replication_factor", replication_factor),
+        ):
+            if check_optional_int(number, what) is None or number < 1:
+                raise ValueError(f"{what} must be an int >= 1, not {number!r}")
+        settings = {
+            k.replace("_", "."): str(v).lower() if isinstance(v, bool) else str(v)
+            for k, v in config.items()
+        }
+        self._backend.create_topic(name, partitions, replication_factor, settings)
+
+    def delete_topic(self, name: str) -> None:
+        """Delete topic ``name``. Raises ``bus.UnknownTopicError`` if it does not exist."""
+        self._admin()
+        self._backend.delete_topic(check_topic(name))
+
+    def topics(self) -> dict[str, int]:
+        """Every topic and its partition count."""
+        self._admin()
+        return self._backend.topics()
+
+    def partitions(self, topic: str) -> list[int]:
+        """The partition numbers of ``topic``. Raises ``bus.UnknownTopicError``."""
+        self._admin()
+        return self._backend.partitions(check_topic(topic))
+
+    def _admin(self) -> None:
+        if self._closed:
+            raise ClosedError("Bus is closed")
+        self._need("admin", "admin")
+
+    # -- life cycle -------------------------------------------------------------------------
+
+    def close(self) -> None:
+        """Close every open client made here, then the connection. Idempotent."""
+        with self._lock:
+            if self._closed:
+                return
+            self._closed = True
+            clients = list(self._clients)
+        errors: list[BaseException] = []
+        for client in clients:
+            if isinstance(client, (AsyncProducer, AsyncConsumer)):
+                continue  # closing needs their event loop; the application owns that
+            try:
+                client.close()
+            except Exception as exc:
+                errors.append(exc)
+        self._backend.close()
+        if errors:
+            raise errors[0]
+
+    async def aclose(self) -> None:
+        """Close every open client made here, asyncio ones included, then the
+        connection. Idempotent. ``async with bus.connect(...)`` calls it."""
+        with self._lock:
+            clients = [c for c in self._clients if isinstance(c, (AsyncProducer, AsyncConsumer))]
+        errors: list[BaseException] = []
+        for client in clients:
+            try:
+                await client.close()
+            except Exception as exc:
+                errors.append(exc)
+        try:
+            self.close()
+        finally:
+            if errors:
+                raise errors[0]
+
+    def __enter__(self) -> Bus:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    async def __aenter__(self) -> Bus:
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.aclose()
+
+    def __repr__(self) -> str:
+        options = redact(self._options, self._table)
+        shown = "".join(f" {k}={v!r}" for k, v in options.items() if k not in _CODEC_OPTIONS)
+        state = " closed" if self._closed else ""
+        return f"<Bus {self.url.redacted()!r} backend={self.backend!r}{shown}{state}>"

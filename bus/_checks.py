@@ -1,0 +1,195 @@
+"""Argument checks and (de)serialization shared by the blocking and asyncio wrappers.
+
+Pure functions: no I/O, no state but what is passed in. Wrong types raise
+``TypeError`` saying what to pass instead; bad values raise ``ValueError``.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Iterable, Mapping
+from typing import Any
+
+from bus._codecs import Codec, Decoder, Encoder
+from bus._errors import BusError, ConfigError, DeliveryError, SerializationError
+from bus._message import Delivery, Headers, Message
+
+_TOPIC = re.compile(r"[A-Za-z0-9._\-]{1,249}")
+
+
+def check_topic(topic: Any) -> str:
+    """A valid Kafka topic name: 1-249 of ``[A-Za-z0-9._-]``, not ``.`` or ``..``."""
+    if not isinstance(topic, str):
+        raise TypeError(f"topic must be a str, not {type(topic).__name__}")
+    if not _TOPIC.fullmatch(topic) or topic in (".", ".."):
+        raise ValueError(
+            f"invalid topic name {topic!r}: use 1 to 249 characters of letters, digits, "
+            "'.', '_' and '-' (and not '.' or '..')"
+        )
+    return topic
+
+
+def check_bytes(value: Any, what: str) -> bytes | None:
+    """``value`` as bytes (``bytearray``/``memoryview`` copied), ``None`` kept."""
+    if value is None or value.__class__ is bytes:
+        return value
+    if isinstance(value, (bytes, bytearray, memoryview)):
+        return bytes(value)
+    hint = "serializer" if what == "value" else "key_serializer"
+    raise TypeError(
+        f"{what} must be bytes or None, not {type(value).__name__}; set {hint}='str' or "
+        f"'json' (or any callable) to send other objects"
+    )
+
+
+def check_headers(headers: Any) -> Headers:
+    """Headers as a tuple of ``(str, bytes)`` pairs, from ``None``, a mapping or pairs.
+
+    ``str`` values are UTF-8 encoded; order and repeated names are kept.
+    """
+    if headers is None:
+        return ()
+    items: Iterable[Any] = headers.items() if isinstance(headers, Mapping) else headers
+    try:
+        pairs = tuple(items)
+    except TypeError:
+        raise TypeError(
+            f"headers must be a dict or a sequence of (str, bytes) pairs, not "
+            f"{type(headers).__name__}"
+        ) from None
+    if all(
+        p.__class__ is tuple and len(p) == 2 and p[0].__class__ is str and p[1].__class__ is bytes
+        for p in pairs
+    ):
+        return pairs
+    result = []
+    for pair in pairs:
+        try:
+            name, value = pair
+        except (TypeError, ValueError):
+            raise TypeError(f"each header must be a (str, bytes) pair, not {pair!r}") from None
+        if not isinstance(name, str):
+            raise TypeError(f"header names must be str, not {type(name).__name__}")
+        if isinstance(value, str):
+            value = value.encode()
+        elif isinstance(value, (bytearray, memoryview)):
+            value = bytes(value)
+        elif not isinstance(value, bytes):
+            raise TypeError(
+                f"header {name!r} must have a bytes or str value, not {type(value).__name__}"
+            )
+        result.append((name, value))
+    return tuple(result)
+
+
+def check_optional_int(value: Any, what: str) -> int | None:
+    """``None`` or an int >= 0 (not a bool)."""
+    if value is None:
+        return None
+    if value.__class__ is not int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise TypeError(f"{what} must be an int or None, not {type(value).__name__}")
+        value = int(value)
+    if value < 0:
+        raise ValueError(f"{what} must be >= 0, not {value}")
+    return value  # type: ignore[no-any-return]
+
+
+def check_timeout(timeout: Any) -> float | None:
+    """``None`` (no limit) or a number of seconds >= 0."""
+    if timeout is None:
+        return None
+    if isinstance(timeout, bool) or not isinstance(timeout, (int, float)):
+        raise TypeError(
+            f"timeout must be a number of seconds or None, not {type(timeout).__name__}"
+        )
+    if not timeout >= 0:  # also rejects NaN
+        raise ValueError(f"timeout must be >= 0 seconds, not {timeout}")
+    return float(timeout)
+
+
+def check_max_messages(value: Any) -> int:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise TypeError(f"max_messages must be an int, not {type(value).__name__}")
+    if value < 1:
+        raise ValueError(f"max_messages must be >= 1, not {value}")
+    return value
+
+
+def resolve_codec(
+    spec: Any, codecs: Mapping[str, Codec], option: str
+) -> Codec | Callable[..., Any] | None:
+    """The codec an option names: ``None``/``'bytes'`` mean none (bytes pass through)."""
+    if spec is None or spec == "bytes":
+        return None
+    if isinstance(spec, str):
+        if spec not in codecs:
+            raise ConfigError(
+                f"option {option!r}: unknown codec {spec!r}; registered codecs: "
+                f"{', '.join(sorted(codecs))}"
+            )
+        return codecs[spec]
+    return spec  # type: ignore[no-any-return]
+
+
+def encoder(spec: Codec | Callable[..., Any] | None) -> Encoder | None:
+    if spec is None:
+        return None
+    return spec.encode if isinstance(spec, Codec) else spec
+
+
+def decoder(spec: Codec | Callable[..., Any] | None) -> Decoder | None:
+    if spec is None:
+        return None
+    return spec.decode if isinstance(spec, Codec) else spec
+
+
+def serialize(encode: Encoder, obj: Any, what: str, topic: str) -> bytes | None:
+    """``encode(obj)`` as bytes; ``None`` stays ``None``. Failures: ``SerializationError``."""
+    if obj is None:
+        return None
+    try:
+        data = encode(obj)
+    except Exception as exc:
+        raise SerializationError(
+            f"could not serialize the {what} for topic {topic!r}: {type(exc).__name__}: {exc}"
+        ) from exc
+    if not isinstance(data, (bytes, bytearray, memoryview)):
+        raise SerializationError(
+            f"the {what} serializer for topic {topic!r} returned {type(data).__name__}, not bytes"
+        )
+    return bytes(data)
+
+
+def deserialize_messages(
+    messages: list[Message], value: Decoder | None, key: Decoder | None
+) -> list[Message]:
+    """Messages with value (and key) decoded; failures raise ``SerializationError``
+    naming the topic, partition and offset of the message."""
+    out = []
+    for m in messages:
+        try:
+            v = m.value if value is None or m.value is None else value(m.value)
+            k = m.key if key is None or m.key is None else key(m.key)
+        except Exception as exc:
+            raise SerializationError(
+                f"could not deserialize the message at {m.topic}[{m.partition}]@{m.offset}: "
+                f"{type(exc).__name__}: {exc}"
+            ) from exc
+        out.append(Message(m.topic, v, k, m.headers, m.partition, m.offset, m.timestamp))
+    return out
+
+
+def batch_outcome(outcomes: list[Delivery | BusError]) -> list[Delivery]:
+    """The deliveries of a ``send_batch``, or ``DeliveryError`` carrying every outcome."""
+    failed = [o for o in outcomes if not isinstance(o, Delivery)]
+    if not failed:
+        return outcomes  # type: ignore[return-value]
+    first = failed[0]
+    error = DeliveryError(
+        f"{len(failed)} of {len(outcomes)} messages were not delivered; first: {first}",
+        retriable=all(getattr(e, "retriable", False) for e in failed),
+        outcomes=outcomes,
+    )
+    error.__cause__ = first
+    raise error

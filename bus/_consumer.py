@@ -1,0 +1,256 @@
+"""``Consumer`` and ``AsyncConsumer``: the public consuming API over a backend driver."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from collections.abc import AsyncIterator, Iterator
+from typing import Any
+
+from bus._checks import check_max_messages, check_optional_int, check_timeout, check_topic
+from bus._checks import deserialize_messages as _decode
+from bus._codecs import Decoder
+from bus._errors import ClosedError
+from bus._message import Message, TopicPartition
+from bus.spi import AsyncConsumerDriver, ConsumerDriver
+
+
+class _ConsumerCore:
+    """What both consumers share: checks and deserialization, no I/O."""
+
+    def __init__(
+        self,
+        backend: str,
+        topics: tuple[str, ...],
+        group: str | None,
+        decode_value: Decoder | None,
+        decode_key: Decoder | None,
+    ):
+        self._backend = backend
+        self.topics = topics
+        self.group = group
+        self._decode_value = decode_value
+        self._decode_key = decode_key
+        self._decoding = decode_value is not None or decode_key is not None
+        self._closing = False  # set first by close(): iteration stops
+        self._closed = False
+
+    def _ensure_open(self) -> None:
+        if self._closing:
+            raise ClosedError(f"{type(self).__name__} is closed")
+
+    def _decoded(self, batch: list[Message]) -> list[Message]:
+        if self._decoding and batch:
+            return _decode(batch, self._decode_value, self._decode_key)
+        return batch
+
+    @staticmethod
+    def _check_seek(topic: Any, partition: Any, offset: Any) -> tuple[str, int, int]:
+        check_topic(topic)
+        p = check_optional_int(partition, "partition")
+        o = check_optional_int(offset, "offset")
+        if p is None or o is None:
+            raise TypeError("seek takes a topic, a partition and an offset, all set")
+        return topic, p, o
+
+    @staticmethod
+    def _check_commit(message: Any) -> None:
+        if message is not None and not isinstance(message, Message):
+            raise TypeError(f"commit takes a bus.Message or None, not {type(message).__name__}")
+        if message is not None and (message.partition is None or message.offset is None):
+            raise ValueError("commit needs a consumed message (one with partition and offset)")
+
+    def __repr__(self) -> str:
+        state = "closed" if self._closing else "open"
+        return (
+            f"<{type(self).__name__} backend={self._backend!r} topics={list(self.topics)} "
+            f"group={self.group!r} {state}>"
+        )
+
+
+class Consumer(_ConsumerCore):
+    """Reads messages from topics, alone or as a member of a consumer group.
+
+    Delivery is at-least-once: a message counts as processed when the application
+    asks for the next message (next ``poll``/``poll_batch``, next loop turn) or
+    commits it; auto-commit, rebalance and ``close()`` commit processed positions
+    only, so a crash re-delivers what was not processed. Order is kept per partition.
+
+    Use it from one thread. ``close()`` alone may be called from any thread: it ends
+    a running iteration or blocked ``poll`` (which then return), commits processed
+    positions when auto-committing and leaves the group. It is idempotent; any other
+    call after it raises ``bus.ClosedError``.
+    """
+
+    def __init__(
+        self,
+        driver: ConsumerDriver,
+        backend: str,
+        topics: tuple[str, ...],
+        group: str | None,
+        decode_value: Decoder | None = None,
+        decode_key: Decoder | None = None,
+    ):
+        super().__init__(backend, topics, group, decode_value, decode_key)
+        self._driver = driver
+        self._io = threading.Lock()  # held while the driver works; close() waits for it
+        self._state = threading.Lock()
+
+    def _poll(self, max_messages: int, timeout: float | None) -> list[Message]:
+        self._ensure_open()
+        with self._io:
+            if self._closing:
+                return []
+            batch = self._driver.poll_batch(max_messages, timeout)
+        return self._decoded(batch)
+
+    def poll(self, timeout: float | None = None) -> Message | None:
+        """The next message, or ``None`` after ``timeout`` seconds (``None``: wait
+        until there is one or the consumer is closed)."""
+        batch = self._poll(1, check_timeout(timeout))
+        return batch[0] if batch else None
+
+    def poll_batch(self, max_messages: int = 500, timeout: float | None = None) -> list[Message]:
+        """Up to ``max_messages`` messages: as many as are ready, waiting at most
+        ``timeout`` seconds for the first (``None``: until there is one or close)."""
+        return self._poll(check_max_messages(max_messages), check_timeout(timeout))
+
+    def __iter__(self) -> Iterator[Message]:
+        """Yield messages until ``close()`` is called (from any thread). Blocks while
+        there are none, without spinning."""
+        while not self._closing:
+            batch = self._poll(1, None)
+            if batch:
+                yield batch[0]
+
+    def commit(self, message: Message | None = None) -> None:
+        """Commit every processed position (``None``: everything returned so far), or
+        ``message``'s partition up to and including it. Raises ``bus.CommitError``."""
+        self._ensure_open()
+        self._check_commit(message)
+        with self._io:
+            self._driver.commit(message)
+
+    def seek(self, topic: str, partition: int, offset: int) -> None:
+        """Make ``offset`` the next message read from an assigned partition."""
+        self._ensure_open()
+        args = self._check_seek(topic, partition, offset)
+        with self._io:
+            self._driver.seek(*args)
+
+    def assignment(self) -> frozenset[TopicPartition]:
+        """The partitions this consumer reads now (empty before the group assigned any)."""
+        self._ensure_open()
+        return self._driver.assignment()
+
+    def close(self, timeout: float | None = None) -> None:
+        """Stop: end iteration, commit processed positions (if auto-committing), leave
+        the group. Idempotent; callable from any thread."""
+        timeout = check_timeout(timeout)
+        with self._state:
+            if self._closing:
+                return
+            self._closing = True
+        self._driver.wakeup()
+        with self._io:
+            self._closed = True
+            self._driver.close(timeout)
+
+    def __enter__(self) -> Consumer:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+
+class AsyncConsumer(_ConsumerCore):
+    """The asyncio twin of ``Consumer``: the same contract, coroutines instead.
+
+    Use it from one task at a time; ``close()`` may come from any task (or, through
+    ``asyncio.run_coroutine_threadsafe``, any thread) and ends a running ``async for``.
+    A task cancelled inside ``poll``/``async for`` leaves the consumer usable and
+    closable, and the message it was waiting for is not counted as processed.
+    """
+
+    def __init__(
+        self,
+        driver: AsyncConsumerDriver,
+        backend: str,
+        topics: tuple[str, ...],
+        group: str | None,
+        decode_value: Decoder | None = None,
+        decode_key: Decoder | None = None,
+    ):
+        super().__init__(backend, topics, group, decode_value, decode_key)
+        self._driver = driver
+        self._io: asyncio.Lock | None = None  # made lazily: it binds to the running loop
+
+    def _lock(self) -> asyncio.Lock:
+        if self._io is None:
+            self._io = asyncio.Lock()
+        return self._io
+
+    async def _poll(self, max_messages: int, timeout: float | None) -> list[Message]:
+        self._ensure_open()
+        async with self._lock():
+            if self._closing:
+                return []
+            batch = await self._driver.poll_batch(max_messages, timeout)
+        return self._decoded(batch)
+
+    async def poll(self, timeout: float | None = None) -> Message | None:
+        """The next message, or ``None`` after ``timeout`` seconds."""
+        batch = await self._poll(1, check_timeout(timeout))
+        return batch[0] if batch else None
+
+    async def poll_batch(
+        self, max_messages: int = 500, timeout: float | None = None
+    ) -> list[Message]:
+        """Up to ``max_messages`` messages, waiting at most ``timeout`` for the first."""
+        return await self._poll(check_max_messages(max_messages), check_timeout(timeout))
+
+    def __aiter__(self) -> AsyncIterator[Message]:
+        return self._iterate()
+
+    async def _iterate(self) -> AsyncIterator[Message]:
+        while not self._closing:
+            batch = await self._poll(1, None)
+            if batch:
+                yield batch[0]
+
+    async def commit(self, message: Message | None = None) -> None:
+        """Commit processed positions, or ``message``'s partition through it."""
+        self._ensure_open()
+        self._check_commit(message)
+        async with self._lock():
+            await self._driver.commit(message)
+
+    async def seek(self, topic: str, partition: int, offset: int) -> None:
+        """Make ``offset`` the next message read from an assigned partition."""
+        self._ensure_open()
+        args = self._check_seek(topic, partition, offset)
+        async with self._lock():
+            await self._driver.seek(*args)
+
+    def assignment(self) -> frozenset[TopicPartition]:
+        """The partitions this consumer reads now."""
+        self._ensure_open()
+        return self._driver.assignment()
+
+    async def close(self, timeout: float | None = None) -> None:
+        """Stop: end iteration, commit processed positions (if auto-committing), leave
+        the group. Idempotent."""
+        timeout = check_timeout(timeout)
+        if self._closing:
+            return
+        self._closing = True
+        self._driver.wakeup()
+        async with self._lock():
+            self._closed = True
+            await self._driver.close(timeout)
+
+    async def __aenter__(self) -> AsyncConsumer:
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.close()

@@ -1,0 +1,84 @@
+"""The error hierarchy. Every error a backend raises is one of these; the native
+exception of the client library, where there is one, is kept as ``__cause__``."""
+
+from __future__ import annotations
+
+import builtins
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from bus._message import Delivery
+
+
+class BusError(Exception):
+    """Root of every error polybus raises on purpose."""
+
+
+class ConfigError(BusError, ValueError):
+    """A URL, option or option value is not valid. The message names it and what is allowed."""
+
+
+class BackendNotFound(ConfigError):
+    """No installed backend serves the URL's scheme."""
+
+
+class UnsupportedError(BusError):
+    """The backend cannot do what was asked (an API mode, an option value, a capability)."""
+
+
+class DeliveryError(BusError):
+    """A message was not acknowledged by the broker.
+
+    ``retriable`` says whether sending the same message again may succeed.
+    From ``send_batch``, ``outcomes`` holds one entry per input message, in input
+    order: the ``Delivery`` of each message that was written, the error of each one
+    that was not.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        retriable: bool = False,
+        outcomes: Sequence[Delivery | BaseException] = (),
+    ) -> None:
+        super().__init__(message)
+        self.retriable = retriable
+        self.outcomes: tuple[Delivery | BaseException, ...] = tuple(outcomes)
+
+
+class MessageTooLarge(DeliveryError):
+    """The message is larger than the topic or the client accepts."""
+
+
+class CommitError(BusError):
+    """Offsets could not be committed (not assigned, rebalance in progress, no group)."""
+
+
+class ClosedError(BusError):
+    """The producer, consumer or bus was used after ``close()``."""
+
+
+class SerializationError(BusError):
+    """A serializer or deserializer failed; the codec's exception is the ``__cause__``."""
+
+
+class AuthenticationError(BusError):
+    """The broker refused the credentials."""
+
+
+class AuthorizationError(BusError):
+    """The credentials are valid but not allowed to do this."""
+
+
+class TopicExistsError(BusError):
+    """``create_topic`` was asked for a topic that already exists."""
+
+
+class UnknownTopicError(BusError):
+    """The topic does not exist (and the backend does not create it on demand)."""
+
+
+class TimeoutError(BusError, builtins.TimeoutError):
+    """An operation did not finish within its timeout. Also a builtin ``TimeoutError``."""

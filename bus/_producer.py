@@ -1,0 +1,298 @@
+"""``Producer`` and ``AsyncProducer``: the public producing API over a backend driver."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterable
+from typing import Any
+
+import attrs
+
+from bus._checks import (
+    batch_outcome,
+    check_bytes,
+    check_headers,
+    check_optional_int,
+    check_timeout,
+    check_topic,
+    serialize,
+)
+from bus._codecs import Encoder
+from bus._errors import ClosedError
+from bus._message import Delivery, Headers, Message
+from bus.spi import AsyncProducerDriver, DeliveryCallback, ProducerDriver
+
+Prepared = tuple[str, bytes | None, bytes | None, Headers, int | None, int | None]
+
+
+class _ProducerCore:
+    """What both producers share: argument checks and serialization, no I/O."""
+
+    def __init__(self, backend: str, encode_value: Encoder | None, encode_key: Encoder | None):
+        self._backend = backend
+        self._encode_value = encode_value
+        self._encode_key = encode_key
+        self._topics: set[str] = set()  # names already checked
+        self._closed = False
+
+    def _prepare(
+        self, topic: Any, value: Any, key: Any, headers: Any, partition: Any, timestamp: Any
+    ) -> Prepared:
+        if self._closed:
+            raise ClosedError(f"{type(self).__name__} is closed")
+        if topic not in self._topics:
+            self._topics.add(check_topic(topic))
+        if self._encode_value is None:
+            if value is not None and value.__class__ is not bytes:
+                value = check_bytes(value, "value")
+        else:
+            value = serialize(self._encode_value, value, "value", topic)
+        if key is not None:
+            if self._encode_key is None:
+                if key.__class__ is not bytes:
+                    key = check_bytes(key, "key")
+            else:
+                key = serialize(self._encode_key, key, "key", topic)
+        headers = () if headers is None else check_headers(headers)
+        if partition is not None:
+            partition = check_optional_int(partition, "partition")
+        if timestamp is not None:
+            timestamp = check_optional_int(timestamp, "timestamp")
+        return topic, value, key, headers, partition, timestamp
+
+    def _prepare_batch(self, messages: Iterable[Message]) -> list[Message]:
+        if self._closed:
+            raise ClosedError(f"{type(self).__name__} is closed")
+        try:
+            batch = list(messages)
+        except TypeError:
+            raise TypeError(
+                f"send_batch takes an iterable of bus.Message, not {type(messages).__name__}"
+            ) from None
+        plain = self._encode_value is None and self._encode_key is None
+        for i, m in enumerate(batch):
+            if m.__class__ is not Message:
+                raise TypeError(
+                    f"send_batch takes bus.Message items; item {i} is {type(m).__name__}"
+                )
+            if (
+                plain
+                and (m.value is None or m.value.__class__ is bytes)
+                and (m.key is None or m.key.__class__ is bytes)
+                and m.topic in self._topics
+                and m.headers.__class__ is tuple
+                and m.partition is None
+                and m.timestamp is None
+            ):
+                continue
+            _, value, key, headers, partition, timestamp = self._prepare(
+                m.topic, m.value, m.key, m.headers, m.partition, m.timestamp
+            )
+            if (
+                value is not m.value
+                or key is not m.key
+                or headers is not m.headers
+                or partition is not m.partition
+                or timestamp is not m.timestamp
+            ):
+                batch[i] = attrs.evolve(
+                    m,
+                    value=value,
+                    key=key,
+                    headers=headers,
+                    partition=partition,
+                    timestamp=timestamp,
+                )
+        return batch
+
+    @staticmethod
+    def _check_callback(on_delivery: Any) -> None:
+        if on_delivery is not None and not callable(on_delivery):
+            raise TypeError(
+                "on_delivery must be a callable(delivery, error) or None, not "
+                f"{type(on_delivery).__name__}"
+            )
+
+    def __repr__(self) -> str:
+        state = "closed" if self._closed else "open"
+        return f"<{type(self).__name__} backend={self._backend!r} {state}>"
+
+
+class Producer(_ProducerCore):
+    """Writes messages to topics and waits for the broker's acknowledgements.
+
+    Thread-safe: any number of threads may send through one producer. Order is kept
+    per partition for messages sent from one thread. ``send`` returns once the broker
+    acknowledged the message under the producer's ``acks``; ``enqueue`` returns at once
+    and reports through ``on_delivery`` (a failure without a callback is raised by the
+    next ``flush()`` or ``close()``, never dropped). ``close()`` flushes, then
+    releases; it is idempotent, and any later call raises ``bus.ClosedError``.
+    Use it as a context manager to close it.
+    """
+
+    def __init__(
+        self,
+        driver: ProducerDriver,
+        backend: str,
+        encode_value: Encoder | None = None,
+        encode_key: Encoder | None = None,
+    ):
+        super().__init__(backend, encode_value, encode_key)
+        self._driver = driver
+        self._close_lock = threading.Lock()
+
+    def send(
+        self,
+        topic: str,
+        value: Any,
+        *,
+        key: Any = None,
+        headers: Any = None,
+        partition: int | None = None,
+        timestamp: int | None = None,
+        timeout: float | None = None,
+    ) -> Delivery:
+        """Write one message and return its ``Delivery`` once acknowledged.
+
+        Raises ``bus.DeliveryError`` (``MessageTooLarge``, ...) if the broker refused
+        it and ``bus.TimeoutError`` if no acknowledgement came within ``timeout``
+        seconds (default: the producer's ``delivery_timeout``).
+        """
+        prepared = self._prepare(topic, value, key, headers, partition, timestamp)
+        return self._driver.send(*prepared, check_timeout(timeout))
+
+    def send_batch(
+        self, messages: Iterable[Message], *, timeout: float | None = None
+    ) -> list[Delivery]:
+        """Write many messages; return their deliveries in input order.
+
+        If any message fails, raises ``bus.DeliveryError`` whose ``outcomes`` hold each
+        message's ``Delivery`` or error, in input order.
+        """
+        batch = self._prepare_batch(messages)
+        return batch_outcome(self._driver.send_batch(batch, check_timeout(timeout)))
+
+    def enqueue(
+        self,
+        topic: str,
+        value: Any,
+        *,
+        key: Any = None,
+        headers: Any = None,
+        partition: int | None = None,
+        timestamp: int | None = None,
+        on_delivery: DeliveryCallback | None = None,
+    ) -> None:
+        """Hand a message over without waiting for its acknowledgement.
+
+        Waits only while the local buffer is full. ``on_delivery(delivery, error)`` is
+        called exactly once, possibly before ``enqueue`` returns and possibly from
+        another thread of the backend.
+        """
+        prepared = self._prepare(topic, value, key, headers, partition, timestamp)
+        if on_delivery is not None:
+            self._check_callback(on_delivery)
+        self._driver.enqueue(*prepared, on_delivery)
+
+    def flush(self, timeout: float | None = None) -> None:
+        """Wait until every enqueued message is acknowledged or failed.
+
+        Raises ``bus.TimeoutError`` saying how many are pending, and the first failure
+        of a message enqueued without ``on_delivery``.
+        """
+        if self._closed:
+            raise ClosedError("Producer is closed")
+        self._driver.flush(check_timeout(timeout))
+
+    def close(self, timeout: float | None = None) -> None:
+        """Flush, then release. Idempotent; raises what ``flush`` raises, closed anyway."""
+        timeout = check_timeout(timeout)
+        with self._close_lock:
+            if self._closed:
+                return
+            self._closed = True
+        self._driver.close(timeout)
+
+    def __enter__(self) -> Producer:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+
+class AsyncProducer(_ProducerCore):
+    """The asyncio twin of ``Producer``: the same methods, as coroutines.
+
+    Safe to use from many tasks of one event loop (not from several loops). ``close()``
+    flushes, then releases; it is idempotent, and any later call raises
+    ``bus.ClosedError``. Use it as an async context manager to close it.
+    """
+
+    def __init__(
+        self,
+        driver: AsyncProducerDriver,
+        backend: str,
+        encode_value: Encoder | None = None,
+        encode_key: Encoder | None = None,
+    ):
+        super().__init__(backend, encode_value, encode_key)
+        self._driver = driver
+
+    async def send(
+        self,
+        topic: str,
+        value: Any,
+        *,
+        key: Any = None,
+        headers: Any = None,
+        partition: int | None = None,
+        timestamp: int | None = None,
+        timeout: float | None = None,
+    ) -> Delivery:
+        """Write one message and return its ``Delivery`` once acknowledged."""
+        prepared = self._prepare(topic, value, key, headers, partition, timestamp)
+        return await self._driver.send(*prepared, check_timeout(timeout))
+
+    async def send_batch(
+        self, messages: Iterable[Message], *, timeout: float | None = None
+    ) -> list[Delivery]:
+        """Write many messages; deliveries in input order, or ``bus.DeliveryError``."""
+        batch = self._prepare_batch(messages)
+        return batch_outcome(await self._driver.send_batch(batch, check_timeout(timeout)))
+
+    async def enqueue(
+        self,
+        topic: str,
+        value: Any,
+        *,
+        key: Any = None,
+        headers: Any = None,
+        partition: int | None = None,
+        timestamp: int | None = None,
+        on_delivery: DeliveryCallback | None = None,
+    ) -> None:
+        """Hand a message over without waiting for its acknowledgement."""
+        prepared = self._prepare(topic, value, key, headers, partition, timestamp)
+        if on_delivery is not None:
+            self._check_callback(on_delivery)
+        await self._driver.enqueue(*prepared, on_delivery)
+
+    async def flush(self, timeout: float | None = None) -> None:
+        """Wait for every enqueued message; raise as ``Producer.flush`` does."""
+        if self._closed:
+            raise ClosedError("AsyncProducer is closed")
+        await self._driver.flush(check_timeout(timeout))
+
+    async def close(self, timeout: float | None = None) -> None:
+        """Flush, then release. Idempotent; raises what ``flush`` raises, closed anyway."""
+        timeout = check_timeout(timeout)
+        if self._closed:
+            return
+        self._closed = True
+        await self._driver.close(timeout)
+
+    async def __aenter__(self) -> AsyncProducer:
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.close()

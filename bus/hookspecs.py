@@ -1,0 +1,28 @@
+"""The hooks a polybus plugin may implement (pluggy project ``bus``).
+
+Hooks return descriptors, never live connections: pluggy calls them synchronously
+when the registry loads.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+import pluggy
+
+from bus._codecs import Codec
+from bus.spi import BackendDescriptor
+
+hookspec = pluggy.HookspecMarker("bus")
+
+
+@hookspec
+def bus_register_backends() -> Iterable[BackendDescriptor]:
+    """Return the backends this plugin provides."""
+    raise NotImplementedError
+
+
+@hookspec
+def bus_register_codecs() -> Iterable[Codec]:
+    """Return the codecs this plugin provides, usable by name as (de)serializers."""
+    raise NotImplementedError

@@ -1,0 +1,316 @@
+"""The backend SPI: what a backend plugin provides. Public and stable for third parties.
+
+A backend is a pluggy plugin whose ``bus_register_backends()`` hook returns
+``BackendDescriptor``s. ``bus.connect(url)`` picks the descriptor serving the URL's
+scheme, validates the options against the core table plus ``descriptor.options``,
+and calls ``descriptor.factory(config)`` to get a ``Backend``: one connection to the
+transport. The ``Bus`` facade asks the ``Backend`` for *drivers* and wraps each in
+the public ``Producer``/``Consumer``/``AsyncProducer``/``AsyncConsumer``.
+
+The wrappers do everything that does not depend on the transport, identically for
+every backend: argument checking (``TypeError`` for wrong types), serialization,
+header normalisation, the closed state and ``ClosedError``, ``DeliveryError`` for a
+failed ``send_batch``, iteration and ``close()`` from another thread or task.
+A driver therefore sees bytes and checked arguments, and is called by one thread
+(or task) at a time, except ``wakeup()``, which may come from any thread.
+
+Backends raise ``bus`` errors, keeping the native exception as ``__cause__``.
+"""
+
+from __future__ import annotations
+
+import abc
+import threading
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
+
+import attrs
+
+from bus._errors import BusError, UnsupportedError
+from bus._message import Delivery, Headers, Message, TopicPartition
+from bus._options import Option
+from bus._url import BusURL
+
+#: Every capability word a backend may declare, with what it promises.
+CAPABILITIES: Mapping[str, str] = {
+    "sync": "blocking Producer and Consumer",
+    "async": "asyncio AsyncProducer and AsyncConsumer",
+    "partitions": "topics have several partitions; order is kept per partition",
+    "consumer_groups": "consumers in a group share partitions and commit positions",
+    "headers": "messages carry ordered headers, duplicates allowed",
+    "timestamps": "messages carry a create timestamp, settable by the producer",
+    "seek": "a consumer can move to any offset of an assigned partition",
+    "admin": "create_topic, delete_topic, topics, partitions",
+    "persistence": "messages outlive the process that wrote them",
+    "cross_process": "other processes can read what this one writes",
+    "idempotence": "a retried send is written once",
+    "transactions": "atomic writes across partitions",
+}
+
+#: ``on_delivery`` callbacks: called once per message with ``(delivery, None)`` on
+#: success or ``(None, error)`` on failure.
+DeliveryCallback = Callable[[Delivery | None, BusError | None], None]
+
+
+@attrs.frozen
+class BackendConfig:
+    """What a backend factory is given: the parsed URL and the validated options of
+    ``connect()`` (URL query and keyword arguments; only those given, converted)."""
+
+    url: BusURL
+    options: Mapping[str, Any]
+
+
+@attrs.frozen
+class BackendDescriptor:
+    """A backend, as the ``bus_register_backends`` hook declares it.
+
+    ``factory(config)`` builds a ``Backend``; it is only called by ``connect``, so a
+    plugin module imports its client library inside the factory (importing ``bus``
+    never imports a Kafka client). ``requires`` names the modules the factory needs;
+    when one is missing, ``connect`` raises ``BackendNotFound`` telling the user to
+    install ``extra`` (``"polybus[kafka]"``). ``options`` are the backend's own options
+    besides the core ones; ``capabilities`` are words of ``CAPABILITIES``.
+    """
+
+    name: str
+    schemes: tuple[str, ...]
+    capabilities: frozenset[str]
+    factory: Callable[[BackendConfig], Backend]
+    options: tuple[Option, ...] = ()
+    description: str = ""
+    requires: tuple[str, ...] = ()
+    extra: str | None = None
+
+    def __attrs_post_init__(self) -> None:
+        if not self.name or not isinstance(self.name, str):
+            raise ValueError("a backend needs a non-empty name")
+        if not self.schemes or not all(isinstance(s, str) and s for s in self.schemes):
+            raise ValueError(f"backend {self.name!r} declares no URL scheme")
+        unknown = set(self.capabilities) - set(CAPABILITIES)
+        if unknown:
+            raise ValueError(
+                f"backend {self.name!r} declares unknown capabilities {sorted(unknown)}"
+            )
+        if not callable(self.factory):
+            raise ValueError(f"backend {self.name!r}: factory is not callable")
+
+
+class Backend:
+    """One connection to a transport, made by a descriptor's factory.
+
+    ``producer_settings`` and ``consumer_settings`` passed to the driver factories are
+    complete: every option of that scope with its default filled in (codecs are
+    handled by the wrappers and removed). The admin methods block; an asyncio-only
+    backend runs them on its own loop thread. ``close()`` releases the connection
+    after the ``Bus`` has closed every client it made; it is called once.
+    """
+
+    def producer(self, settings: Mapping[str, Any]) -> ProducerDriver:
+        raise UnsupportedError("this backend has no blocking producer")
+
+    def consumer(
+        self, topics: tuple[str, ...], group: str | None, settings: Mapping[str, Any]
+    ) -> ConsumerDriver:
+        raise UnsupportedError("this backend has no blocking consumer")
+
+    def async_producer(self, settings: Mapping[str, Any]) -> AsyncProducerDriver:
+        raise UnsupportedError("this backend has no asyncio producer")
+
+    def async_consumer(
+        self, topics: tuple[str, ...], group: str | None, settings: Mapping[str, Any]
+    ) -> AsyncConsumerDriver:
+        raise UnsupportedError("this backend has no asyncio consumer")
+
+    def create_topic(
+        self, name: str, partitions: int, replication_factor: int, config: Mapping[str, str]
+    ) -> None:
+        raise UnsupportedError("this backend has no admin API")
+
+    def delete_topic(self, name: str) -> None:
+        raise UnsupportedError("this backend has no admin API")
+
+    def topics(self) -> dict[str, int]:
+        raise UnsupportedError("this backend has no admin API")
+
+    def partitions(self, topic: str) -> list[int]:
+        raise UnsupportedError("this backend has no admin API")
+
+    def close(self) -> None:
+        """Release the connection."""
+
+
+class ProducerDriver(abc.ABC):
+    """The transport side of a blocking ``Producer``.
+
+    Values, keys and headers arrive as bytes (``None`` allowed for value and key),
+    ``partition`` and ``timestamp`` as ``int`` or ``None``; ``timeout`` is seconds or
+    ``None`` (the producer's ``delivery_timeout``). Order is kept per partition.
+    """
+
+    @abc.abstractmethod
+    def send(
+        self,
+        topic: str,
+        value: bytes | None,
+        key: bytes | None,
+        headers: Headers,
+        partition: int | None,
+        timestamp: int | None,
+        timeout: float | None,
+    ) -> Delivery:
+        """Write one message and wait for its acknowledgement, or raise."""
+
+    @abc.abstractmethod
+    def send_batch(
+        self, messages: Sequence[Message], timeout: float | None
+    ) -> list[Delivery | BusError]:
+        """Write every message; return one outcome per message, in input order."""
+
+    @abc.abstractmethod
+    def enqueue(
+        self,
+        topic: str,
+        value: bytes | None,
+        key: bytes | None,
+        headers: Headers,
+        partition: int | None,
+        timestamp: int | None,
+        on_delivery: DeliveryCallback | None,
+    ) -> None:
+        """Hand one message over without waiting. ``on_delivery`` is called exactly once.
+
+        With ``on_delivery=None`` a failure must be kept and raised by the next
+        ``flush()`` or ``close()`` (``UnclaimedFailures`` does the bookkeeping).
+        """
+
+    @abc.abstractmethod
+    def flush(self, timeout: float | None) -> None:
+        """Wait for every enqueued message, then raise any unclaimed failure.
+        On timeout raise ``bus.TimeoutError`` saying how many are pending."""
+
+    @abc.abstractmethod
+    def close(self, timeout: float | None) -> None:
+        """Flush (raising as ``flush`` does) and release. Called once."""
+
+
+class ConsumerDriver(abc.ABC):
+    """The transport side of a blocking ``Consumer``.
+
+    At-least-once is the driver's job: the messages a ``poll_batch`` returned count as
+    processed when ``poll_batch`` (or ``commit(None)``) is called again; auto-commit,
+    rebalance and close commit processed positions only. ``on_assign``/``on_revoke``
+    are called from inside ``poll_batch``.
+    """
+
+    @abc.abstractmethod
+    def poll_batch(self, max_messages: int, timeout: float | None) -> list[Message]:
+        """Up to ``max_messages`` messages, waiting at most ``timeout`` seconds
+        (``None``: until there is one). Returns ``[]`` early after ``wakeup()``."""
+
+    @abc.abstractmethod
+    def commit(self, message: Message | None) -> None:
+        """Commit every processed position (``None``: including the last returned
+        batch), or ``message``'s partition up to and including it."""
+
+    @abc.abstractmethod
+    def seek(self, topic: str, partition: int, offset: int) -> None:
+        """Make ``offset`` the next message returned from an assigned partition."""
+
+    @abc.abstractmethod
+    def assignment(self) -> frozenset[TopicPartition]:
+        """The partitions this consumer reads now."""
+
+    @abc.abstractmethod
+    def wakeup(self) -> None:
+        """From any thread: make the current (or next) ``poll_batch`` return early."""
+
+    @abc.abstractmethod
+    def close(self, timeout: float | None) -> None:
+        """Commit processed positions if auto-committing, leave the group, release.
+        Called once, never while ``poll_batch`` runs."""
+
+
+class AsyncProducerDriver(abc.ABC):
+    """``ProducerDriver``'s asyncio twin: the same contract, coroutines instead."""
+
+    @abc.abstractmethod
+    async def send(
+        self,
+        topic: str,
+        value: bytes | None,
+        key: bytes | None,
+        headers: Headers,
+        partition: int | None,
+        timestamp: int | None,
+        timeout: float | None,
+    ) -> Delivery: ...
+
+    @abc.abstractmethod
+    async def send_batch(
+        self, messages: Sequence[Message], timeout: float | None
+    ) -> list[Delivery | BusError]: ...
+
+    @abc.abstractmethod
+    async def enqueue(
+        self,
+        topic: str,
+        value: bytes | None,
+        key: bytes | None,
+        headers: Headers,
+        partition: int | None,
+        timestamp: int | None,
+        on_delivery: DeliveryCallback | None,
+    ) -> None: ...
+
+    @abc.abstractmethod
+    async def flush(self, timeout: float | None) -> None: ...
+
+    @abc.abstractmethod
+    async def close(self, timeout: float | None) -> None: ...
+
+
+class AsyncConsumerDriver(abc.ABC):
+    """``ConsumerDriver``'s asyncio twin. A cancelled ``poll_batch`` returns nothing
+    and marks nothing as processed; ``wakeup()`` may come from any task or thread."""
+
+    @abc.abstractmethod
+    async def poll_batch(self, max_messages: int, timeout: float | None) -> list[Message]: ...
+
+    @abc.abstractmethod
+    async def commit(self, message: Message | None) -> None: ...
+
+    @abc.abstractmethod
+    async def seek(self, topic: str, partition: int, offset: int) -> None: ...
+
+    @abc.abstractmethod
+    def assignment(self) -> frozenset[TopicPartition]: ...
+
+    @abc.abstractmethod
+    def wakeup(self) -> None: ...
+
+    @abc.abstractmethod
+    async def close(self, timeout: float | None) -> None: ...
+
+
+class UnclaimedFailures:
+    """Failures of messages enqueued without ``on_delivery``, kept for the next
+    ``flush()``/``close()``. Thread-safe."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._errors: list[BusError] = []
+
+    def add(self, error: BusError) -> None:
+        with self._lock:
+            self._errors.append(error)
+
+    def raise_first(self) -> None:
+        """Raise (and forget) the first kept failure, noting how many there were."""
+        with self._lock:
+            errors, self._errors = self._errors, []
+        if errors:
+            first = errors[0]
+            if len(errors) > 1 and hasattr(first, "add_note"):  # Python >= 3.11
+                first.add_note(f"{len(errors) - 1} more enqueued message(s) failed as well")
+            raise first
