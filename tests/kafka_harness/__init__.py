@@ -53,7 +53,6 @@ from concurrent.futures import ThreadPoolExecutor
 from functools import cache
 from pathlib import Path
 from types import TracebackType
-from typing import IO
 
 __all__ = [
     "DEFAULT_KAFKA_VERSION",
@@ -83,6 +82,8 @@ RUN_DIR = REPO_ROOT / ".cache" / "kafka" / "run"
 """State of the detached broker of ``python -m kafka_harness up``."""
 
 _STAMP_NAME = ".polybus-complete"
+_ERROR_LINE = re.compile(r"\] (ERROR|FATAL) |^\S*(Exception|Error)\b|^Caused by: ")
+_ANSI = re.compile(r"\x1b\[[0-9;]*m")
 _LOG_TAIL_LINES = 60
 _JVM_FLAGS = (
     # Measured on 2 cores: C1 only + serial GC cut the time-to-ready by ~0.7 s (≈30 %).
@@ -170,14 +171,19 @@ def ensure_kafka_libs(version: str | None = None) -> Path:
         ]  # fmt: skip
         try:
             done = subprocess.run(
-                cmd, stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=900
+                cmd,
+                check=False,
+                stdin=subprocess.DEVNULL,
+                capture_output=True,
+                text=True,
+                timeout=900,
             )
         except subprocess.TimeoutExpired as exc:
             shutil.rmtree(tmp, ignore_errors=True)
-            raise KafkaUnavailable(f"Maven took over {exc.timeout:.0f} s: {' '.join(cmd)}")
+            raise KafkaUnavailable(f"Maven took over {exc.timeout:.0f} s: {' '.join(cmd)}") from exc
         if done.returncode != 0 or not (tmp / f"kafka_2.13-{version}.jar").is_file():
             shutil.rmtree(tmp, ignore_errors=True)
-            output = _last_lines(done.stdout + done.stderr, 30)
+            output = _last_lines(_ANSI.sub("", done.stdout + done.stderr), 30)
             raise KafkaUnavailable(
                 f"could not download Kafka {version} with Maven (exit {done.returncode}): "
                 f"{' '.join(cmd)}\n{output}"
@@ -211,7 +217,7 @@ def find_java() -> str:
         raise KafkaUnavailable(f"no Java found ({where}); Kafka 4.x needs Java 17 or newer")
     try:
         out = subprocess.run(
-            [java, "-version"], capture_output=True, text=True, timeout=30
+            [java, "-version"], check=False, capture_output=True, text=True, timeout=30
         ).stderr
     except (OSError, subprocess.TimeoutExpired) as exc:
         raise KafkaUnavailable(f"cannot run {java} -version: {exc}") from exc
@@ -442,7 +448,6 @@ class KafkaNode:
         self.heap = heap
         self.detached = detached
         self.process: subprocess.Popen[bytes] | None = None
-        self._log_handle: IO[bytes] | None = None
 
     def __repr__(self) -> str:
         state = f"pid {self.pid}" if self.is_running else "stopped"
@@ -514,7 +519,12 @@ class KafkaNode:
         )  # fmt: skip
         try:
             done = subprocess.run(
-                cmd, stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=120
+                cmd,
+                check=False,
+                stdin=subprocess.DEVNULL,
+                capture_output=True,
+                text=True,
+                timeout=120,
             )
         except subprocess.TimeoutExpired as exc:
             raise KafkaStartError(f"formatting node {self.node_id} took over 120 s") from exc
@@ -540,11 +550,11 @@ class KafkaNode:
         self.format()
         self.write_properties()
         cmd = self._java_command("kafka.Kafka", str(self.properties_path))
-        log = open(self.log_path, "ab")
         stamp = time.strftime("%Y-%m-%d %H:%M:%S")
-        log.write(f"=== kafka_harness: starting node {self.node_id} at {stamp}\n".encode())
-        log.flush()
-        try:
+        with open(self.log_path, "ab") as log:
+            log.write(f"=== kafka_harness: starting node {self.node_id} at {stamp}\n".encode())
+            log.flush()
+            # The child keeps its own copy of the log descriptor.
             self.process = subprocess.Popen(
                 cmd,
                 cwd=self.directory,
@@ -552,15 +562,10 @@ class KafkaNode:
                 stdout=log,
                 stderr=subprocess.STDOUT,
                 start_new_session=True,
-                preexec_fn=None if self.detached else _pdeathsig_preexec(),
+                # Only prctl() runs between fork and exec (see _pdeathsig_preexec).
+                preexec_fn=None if self.detached else _pdeathsig_preexec(),  # noqa: PLW1509
             )
-        except BaseException:
-            log.close()
-            raise
-        if self.detached:
-            log.close()
-        else:
-            self._log_handle = log
+        if not self.detached:
             _LIVE_NODES.add(self)
         if wait:
             try:
@@ -597,9 +602,16 @@ class KafkaNode:
             time.sleep(0.2)
 
     def _start_error(self, what: str) -> KafkaStartError:
+        tail = log_tail(self.log_path, 4000)
+        start = tail.rfind("=== kafka_harness: starting node")
+        current = tail[start:] if start >= 0 else tail
+        errors = [line for line in current.splitlines() if _ERROR_LINE.search(line)]
+        summary = ""
+        if errors:
+            summary = "First errors of this start:\n" + "\n".join(errors[:8]) + "\n"
         return KafkaStartError(
-            f"Kafka node {self.node_id} ({self.bootstrap}) {what}. "
-            f"Last lines of {self.log_path}:\n{log_tail(self.log_path)}"
+            f"Kafka node {self.node_id} ({self.bootstrap}) {what}.\n{summary}"
+            f"Last lines of {self.log_path}:\n{_last_lines(current, _LOG_TAIL_LINES)}"
         )
 
     def send_signal(self, sig: signal.Signals) -> None:
@@ -636,9 +648,6 @@ class KafkaNode:
                 # The group may still hold children (none expected from java).
                 _kill_group(self.pid, signal.SIGKILL)
             self.process = None
-        if self._log_handle is not None:
-            self._log_handle.close()
-            self._log_handle = None
         _LIVE_NODES.discard(self)
 
 
@@ -725,6 +734,7 @@ class KafkaCluster:
         self.directory: Path | None = Path(directory) if directory is not None else None
         self.nodes: list[KafkaNode] = []
         self.cluster_id = ""
+        self.failed = False
 
     def __repr__(self) -> str:
         return f"<KafkaCluster size={self.size} {self.bootstrap_servers or 'not started'}>"
@@ -766,12 +776,13 @@ class KafkaCluster:
             format_args = ["--standalone"]
         else:
             voters = ",".join(
-                f"{node_id}@127.0.0.1:{cport}" for node_id, cport in zip(ids, controller_ports)
+                f"{node_id}@127.0.0.1:{cport}"
+                for node_id, cport in zip(ids, controller_ports, strict=True)
             )
             quorum = {"controller.quorum.voters": voters}
             format_args = []
         self.nodes = []
-        for node_id, port, cport in zip(ids, client_ports, controller_ports):
+        for node_id, port, cport in zip(ids, client_ports, controller_ports, strict=True):
             node_dir = self.directory / f"node-{node_id}"
             props = {
                 **default_properties(self.size),
@@ -824,9 +835,11 @@ class KafkaCluster:
             self._build_nodes(libs)
             try:
                 self._start_nodes()
+                self.failed = False
                 return
             except KafkaStartError as exc:
                 self._terminate_nodes(timeout=5)
+                self.failed = True
                 if attempt == attempts or "Address already in use" not in str(exc):
                     raise
 
@@ -853,10 +866,11 @@ class KafkaCluster:
     def stop(self, timeout: float = 15.0) -> None:
         """Stop all nodes (SIGTERM together, SIGKILL after ``timeout`` s).
 
-        Deletes the cluster directory if it was a temporary one.
+        Deletes the cluster directory if it was a temporary one, unless the last
+        :meth:`start` failed (the logs are kept for inspection).
         """
         self._terminate_nodes(timeout)
         _LIVE_CLUSTERS.discard(self)
-        if self._own_directory and self.directory is not None:
+        if self._own_directory and self.directory is not None and not self.failed:
             shutil.rmtree(self.directory, ignore_errors=True)
             self.directory = None

@@ -1,0 +1,72 @@
+"""The ``memory://`` backend: a faithful in-process model of a partitioned log.
+
+``memory://`` and ``memory://default`` are one process-wide broker; ``memory://name``
+is another. Topics have partitions and offsets, keyed messages land where the Java
+client puts them (murmur2), consumer groups share partitions with rebalances and
+committed positions, delivery is at-least-once exactly as the ``bus`` contract says.
+
+Like a Kafka broker with its defaults, producing to a missing topic creates it with
+``partitions`` partitions (option, default 1, Kafka's ``num.partitions``) unless
+``auto_create_topics=false``; consumers never create topics; ``create_topic`` of an
+existing topic raises ``bus.TopicExistsError``. Nothing outlives the process.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+from backends.memory._log import drop_broker
+from bus import hookimpl
+from bus._options import BUS, Option, boolean, integer
+from bus.spi import Backend, BackendConfig, BackendDescriptor
+
+__all__ = ["drop_broker"]
+
+OPTIONS = (
+    Option(
+        "partitions",
+        frozenset({BUS}),
+        1,
+        "Partitions of a topic created by producing to it (Kafka's num.partitions).",
+        integer(1, 100_000),
+    ),
+    Option(
+        "auto_create_topics",
+        frozenset({BUS}),
+        True,
+        "Create a missing topic when a producer writes to it (Kafka's auto.create.topics.enable).",
+        boolean,
+    ),
+)
+
+
+def _connect(config: BackendConfig) -> Backend:
+    from backends.memory._backend import MemoryBackend
+
+    return MemoryBackend(config)
+
+
+@hookimpl
+def bus_register_backends() -> Iterable[BackendDescriptor]:
+    return [
+        BackendDescriptor(
+            name="memory",
+            schemes=("memory",),
+            capabilities=frozenset(
+                {
+                    "sync",
+                    "async",
+                    "partitions",
+                    "consumer_groups",
+                    "headers",
+                    "timestamps",
+                    "seek",
+                    "admin",
+                    "idempotence",
+                }
+            ),
+            factory=_connect,
+            options=OPTIONS,
+            description="In-process model of a partitioned log with consumer groups.",
+        )
+    ]

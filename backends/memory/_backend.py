@@ -1,0 +1,80 @@
+"""``MemoryBackend``: a connection to a named in-process broker."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from backends.memory._async import AsyncMemoryConsumer, AsyncMemoryProducer
+from backends.memory._group import ConsumerState
+from backends.memory._log import broker_named, check_topic_config
+from backends.memory._produce import Appender
+from backends.memory._sync import MemoryConsumer, MemoryProducer
+from bus import UnknownTopicError
+from bus.spi import (
+    AsyncConsumerDriver,
+    AsyncProducerDriver,
+    Backend,
+    BackendConfig,
+    ConsumerDriver,
+    ProducerDriver,
+)
+
+
+class MemoryBackend(Backend):
+    """Every ``memory://name`` connection of a process shares broker ``name``."""
+
+    def __init__(self, config: BackendConfig):
+        url = config.url
+        if url.hosts and len(url.hosts) > 1:
+            raise ValueError("memory:// takes one broker name, not a host list")
+        self.broker = broker_named(url.location)
+        self._auto_create: bool = config.options.get("auto_create_topics", True)
+        self._partitions: int = config.options.get("partitions", 1)
+
+    def _appender(self, settings: Mapping[str, Any]) -> Appender:
+        return Appender(self.broker, settings, self._auto_create, self._partitions)
+
+    def producer(self, settings: Mapping[str, Any]) -> ProducerDriver:
+        return MemoryProducer(self._appender(settings))
+
+    def async_producer(self, settings: Mapping[str, Any]) -> AsyncProducerDriver:
+        return AsyncMemoryProducer(self._appender(settings))
+
+    def _state(
+        self, topics: tuple[str, ...], group: str | None, settings: Mapping[str, Any]
+    ) -> ConsumerState:
+        with self.broker.lock:
+            return ConsumerState(self.broker, topics, group, settings)
+
+    def consumer(
+        self, topics: tuple[str, ...], group: str | None, settings: Mapping[str, Any]
+    ) -> ConsumerDriver:
+        return MemoryConsumer(self._state(topics, group, settings), settings)
+
+    def async_consumer(
+        self, topics: tuple[str, ...], group: str | None, settings: Mapping[str, Any]
+    ) -> AsyncConsumerDriver:
+        return AsyncMemoryConsumer(self._state(topics, group, settings), settings)
+
+    def create_topic(
+        self, name: str, partitions: int, replication_factor: int, config: Mapping[str, str]
+    ) -> None:
+        check_topic_config(config)
+        with self.broker.lock:
+            self.broker.create(name, partitions, config)
+
+    def delete_topic(self, name: str) -> None:
+        with self.broker.lock:
+            self.broker.delete(name)
+
+    def topics(self) -> dict[str, int]:
+        with self.broker.lock:
+            return {name: len(t.logs) for name, t in sorted(self.broker.topics.items())}
+
+    def partitions(self, topic: str) -> list[int]:
+        with self.broker.lock:
+            found = self.broker.topics.get(topic)
+            if found is None:
+                raise UnknownTopicError(f"topic {topic!r} does not exist")
+            return list(range(len(found.logs)))

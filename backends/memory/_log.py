@@ -1,0 +1,170 @@
+"""The in-memory broker: named, process-wide models of a Kafka cluster.
+
+A ``Broker`` holds topics (each a list of partition logs of ``Message``s, offsets
+from 0), consumer groups and committed positions. One lock guards it all; every
+operation under it is short and never blocks. Waiters are woken through a
+``threading.Condition`` (blocking consumers) or their event loop (asyncio ones),
+and only when someone waits.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import difflib
+import threading
+import time
+from collections.abc import Mapping
+from typing import Any
+
+from bus import Message, TopicExistsError, UnknownTopicError
+from bus._errors import ConfigError
+
+#: Kafka's default ``max.message.bytes`` (1 MiB plus the batch overhead).
+DEFAULT_MAX_MESSAGE_BYTES = 1_048_588
+#: What a one-record batch adds to key, value and headers (batch header and record framing).
+RECORD_OVERHEAD = 70
+
+#: The topic-level settings of Apache Kafka 4.x. The memory backend models
+#: ``max.message.bytes`` and ``message.timestamp.type``; it keeps the others as given.
+TOPIC_CONFIGS = frozenset(
+    {
+        "cleanup.policy",
+        "compression.type",
+        "delete.retention.ms",
+        "file.delete.delay.ms",
+        "flush.messages",
+        "flush.ms",
+        "follower.replication.throttled.replicas",
+        "index.interval.bytes",
+        "leader.replication.throttled.replicas",
+        "local.retention.bytes",
+        "local.retention.ms",
+        "max.compaction.lag.ms",
+        "max.message.bytes",
+        "message.timestamp.after.max.ms",
+        "message.timestamp.before.max.ms",
+        "message.timestamp.type",
+        "min.cleanable.dirty.ratio",
+        "min.compaction.lag.ms",
+        "min.insync.replicas",
+        "preallocate",
+        "remote.log.copy.disable",
+        "remote.log.delete.on.disable",
+        "remote.storage.enable",
+        "retention.bytes",
+        "retention.ms",
+        "segment.bytes",
+        "segment.index.bytes",
+        "segment.jitter.ms",
+        "segment.ms",
+        "unclean.leader.election.enable",
+    }
+)
+
+
+def now_ms() -> int:
+    return time.time_ns() // 1_000_000
+
+
+class Topic:
+    """A topic: ``logs[p]`` is partition ``p``'s log; a message's offset is its index."""
+
+    __slots__ = ("config", "log_append_time", "logs", "max_bytes", "name")
+
+    def __init__(self, name: str, partitions: int, config: Mapping[str, str]):
+        self.name = name
+        self.logs: list[list[Message]] = [[] for _ in range(partitions)]
+        self.config = dict(config)
+        self.max_bytes = int(config.get("max.message.bytes", DEFAULT_MAX_MESSAGE_BYTES))
+        self.log_append_time = config.get("message.timestamp.type") == "LogAppendTime"
+
+
+def check_topic_config(config: Mapping[str, str]) -> None:
+    """Reject what Kafka rejects: unknown settings and unreadable values of modelled ones."""
+    for key in config:
+        if key not in TOPIC_CONFIGS:
+            close = difflib.get_close_matches(key, sorted(TOPIC_CONFIGS), n=1)
+            hint = f"; did you mean {close[0]!r}?" if close else ""
+            raise ConfigError(f"unknown topic config {key!r}{hint}")
+    if "max.message.bytes" in config:
+        text = config["max.message.bytes"]
+        if not text.isdigit() or int(text) < 0:
+            raise ConfigError(
+                f"topic config 'max.message.bytes' must be an integer >= 0, not {text!r}"
+            )
+    kind = config.get("message.timestamp.type", "CreateTime")
+    if kind not in ("CreateTime", "LogAppendTime"):
+        raise ConfigError(
+            f"topic config 'message.timestamp.type' must be CreateTime or "
+            f"LogAppendTime, not {kind!r}"
+        )
+
+
+class Broker:
+    """One named in-memory cluster. Every attribute is guarded by ``lock``."""
+
+    def __init__(self, name: str):
+        self.name = name
+        self.lock = threading.Lock()
+        self.changed = threading.Condition(self.lock)
+        self.topics: dict[str, Topic] = {}
+        self.groups: dict[str, Any] = {}  # name -> backends.memory._group.Group
+        self.sync_waiting = 0
+        self.async_waiters: set[tuple[asyncio.AbstractEventLoop, asyncio.Future[None]]] = set()
+        self.subscribers: list[object] = []  # consumer states to tell about new topics
+
+    # -- called with the lock held ---------------------------------------------------------
+
+    def notify(self) -> None:
+        """Wake every waiter: something changed (a message, the group, a wakeup)."""
+        if self.sync_waiting:
+            self.changed.notify_all()
+        if self.async_waiters:
+            waiters, self.async_waiters = self.async_waiters, set()
+            for loop, future in waiters:
+                # A closed loop raises RuntimeError: nobody waits there any more.
+                with contextlib.suppress(RuntimeError):
+                    loop.call_soon_threadsafe(_resolve, future)
+
+    def create(self, name: str, partitions: int, config: Mapping[str, str]) -> Topic:
+        if name in self.topics:
+            raise TopicExistsError(f"topic {name!r} already exists")
+        topic = self.topics[name] = Topic(name, partitions, config)
+        for group in self.groups.values():
+            group.topics_changed(self)
+        self.notify()
+        return topic
+
+    def delete(self, name: str) -> None:
+        if self.topics.pop(name, None) is None:
+            raise UnknownTopicError(f"topic {name!r} does not exist")
+        for group in self.groups.values():
+            group.topics_changed(self)
+        self.notify()
+
+
+def _resolve(future: asyncio.Future[None]) -> None:
+    if not future.done():
+        future.set_result(None)
+
+
+_brokers: dict[str, Broker] = {}
+_brokers_lock = threading.Lock()
+
+
+def broker_named(name: str) -> Broker:
+    """The process-wide broker called ``name`` (``""`` is ``"default"``), made on first use."""
+    name = name or "default"
+    with _brokers_lock:
+        broker = _brokers.get(name)
+        if broker is None:
+            broker = _brokers[name] = Broker(name)
+        return broker
+
+
+def drop_broker(name: str) -> None:
+    """Forget broker ``name`` and all it holds; the next ``memory://name`` starts empty.
+    Clients still connected to it keep the old one."""
+    with _brokers_lock:
+        _brokers.pop(name or "default", None)

@@ -1,0 +1,142 @@
+"""Appending to the in-memory log: the producing half shared by both producer drivers
+(in memory nothing blocks, so the asyncio driver calls the same code)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from backends.memory._log import RECORD_OVERHEAD, Broker, Topic, now_ms
+from bus import (
+    BusError,
+    Delivery,
+    Message,
+    MessageTooLarge,
+    UnknownTopicError,
+)
+from bus._partitioner import make_partitioner
+from bus.spi import DeliveryCallback, UnclaimedFailures
+
+
+class Appender:
+    """Writes messages to a broker's logs. Thread-safe (the broker's lock)."""
+
+    def __init__(
+        self,
+        broker: Broker,
+        settings: Mapping[str, Any],
+        auto_create: bool,
+        default_partitions: int,
+    ):
+        self.broker = broker
+        self.partitioner = make_partitioner(settings["partitioner"])
+        self.auto_create = auto_create
+        self.default_partitions = default_partitions
+        self.failures = UnclaimedFailures()
+
+    def _topic(self, name: str) -> Topic:
+        topic = self.broker.topics.get(name)
+        if topic is None:
+            if not self.auto_create:
+                raise UnknownTopicError(
+                    f"topic {name!r} does not exist (auto_create_topics is off on this connection)"
+                )
+            topic = self.broker.create(name, self.default_partitions, {})
+        return topic
+
+    def _append(
+        self,
+        topic: Topic,
+        value: bytes | None,
+        key: bytes | None,
+        headers: tuple[tuple[str, bytes], ...],
+        partition: int | None,
+        timestamp: int | None,
+    ) -> Message:
+        logs = topic.logs
+        if partition is None:
+            partition = self.partitioner(key, len(logs))
+        elif partition >= len(logs):
+            raise UnknownTopicError(
+                f"topic {topic.name!r} has no partition {partition} (it has {len(logs)})"
+            )
+        size = RECORD_OVERHEAD + (len(value) if value else 0) + (len(key) if key else 0)
+        if headers:
+            size += sum(len(h) + len(v) + 2 for h, v in headers)
+        if size > topic.max_bytes:
+            raise MessageTooLarge(
+                f"a {size}-byte message exceeds max.message.bytes="
+                f"{topic.max_bytes} of topic {topic.name!r}",
+                retriable=False,
+            )
+        if timestamp is None or topic.log_append_time:
+            timestamp = now_ms()
+        log = logs[partition]
+        message = Message(topic.name, value, key, headers, partition, len(log), timestamp)
+        log.append(message)
+        return message
+
+    def append(
+        self,
+        topic: str,
+        value: bytes | None,
+        key: bytes | None,
+        headers: tuple[tuple[str, bytes], ...],
+        partition: int | None,
+        timestamp: int | None,
+    ) -> Delivery:
+        """Write one message; raise what the broker would refuse it for."""
+        broker = self.broker
+        with broker.lock:
+            m = self._append(self._topic(topic), value, key, headers, partition, timestamp)
+            broker.notify()
+        return Delivery(m.topic, m.partition, m.offset, m.timestamp)  # type: ignore[arg-type]
+
+    def enqueue(
+        self,
+        topic: str,
+        value: bytes | None,
+        key: bytes | None,
+        headers: tuple[tuple[str, bytes], ...],
+        partition: int | None,
+        timestamp: int | None,
+        on_delivery: DeliveryCallback | None,
+    ) -> None:
+        """Write one message and report it: to ``on_delivery``, or a failure to the
+        unclaimed failures that the next flush raises."""
+        broker = self.broker
+        try:
+            with broker.lock:
+                m = self._append(self._topic(topic), value, key, headers, partition, timestamp)
+                if broker.sync_waiting or broker.async_waiters:
+                    broker.notify()
+        except BusError as error:
+            if on_delivery is None:
+                self.failures.add(error)
+            else:
+                on_delivery(None, error)
+            return
+        if on_delivery is not None:
+            on_delivery(Delivery(m.topic, m.partition, m.offset, m.timestamp), None)  # type: ignore[arg-type]
+
+    def append_batch(self, messages: Sequence[Message]) -> list[Delivery | BusError]:
+        """Write every message under one lock; one outcome per message, in order."""
+        outcomes: list[Delivery | BusError] = []
+        add = outcomes.append
+        broker = self.broker
+        with broker.lock:
+            topics: dict[str, Topic] = {}
+            for msg in messages:
+                try:
+                    topic = topics.get(msg.topic)
+                    if topic is None:
+                        topic = topics[msg.topic] = self._topic(msg.topic)
+                    m = self._append(
+                        topic, msg.value, msg.key, msg.headers, msg.partition, msg.timestamp
+                    )
+                except BusError as error:
+                    add(error)
+                    continue
+                add(Delivery(m.topic, m.partition, m.offset, m.timestamp))  # type: ignore[arg-type]
+            broker.notify()
+        return outcomes

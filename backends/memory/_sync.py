@@ -1,0 +1,128 @@
+"""Blocking drivers of the memory backend: they wait on the broker's condition."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from backends.memory._group import ConsumerState
+from backends.memory._produce import Appender
+from bus import BusError, Delivery, Message, TopicPartition
+from bus.spi import ConsumerDriver, DeliveryCallback, ProducerDriver
+
+
+class MemoryProducer(ProducerDriver):
+    """Writes straight into the log: every send is acknowledged before it returns."""
+
+    def __init__(self, appender: Appender):
+        self._appender = appender
+        self.enqueue = appender.enqueue  # type: ignore[method-assign]  # the hot path, unwrapped
+
+    def send(
+        self,
+        topic: str,
+        value: bytes | None,
+        key: bytes | None,
+        headers: tuple[tuple[str, bytes], ...],
+        partition: int | None,
+        timestamp: int | None,
+        timeout: float | None,
+    ) -> Delivery:
+        return self._appender.append(topic, value, key, headers, partition, timestamp)
+
+    def send_batch(
+        self, messages: Sequence[Message], timeout: float | None
+    ) -> list[Delivery | BusError]:
+        return self._appender.append_batch(messages)
+
+    def enqueue(
+        self,
+        topic: str,
+        value: bytes | None,
+        key: bytes | None,
+        headers: tuple[tuple[str, bytes], ...],
+        partition: int | None,
+        timestamp: int | None,
+        on_delivery: DeliveryCallback | None,
+    ) -> None:
+        self._appender.enqueue(topic, value, key, headers, partition, timestamp, on_delivery)
+
+    def flush(self, timeout: float | None) -> None:
+        self._appender.failures.raise_first()
+
+    def close(self, timeout: float | None) -> None:
+        self.flush(timeout)
+
+
+class MemoryConsumer(ConsumerDriver):
+    """Reads the log as one member of its group (or alone)."""
+
+    def __init__(self, state: ConsumerState, settings: Mapping[str, Any]):
+        self._state = state
+        self._on_assign = settings["on_assign"]
+        self._on_revoke = settings["on_revoke"]
+
+    def _rebalance(self) -> None:
+        state = self._state
+        with state.broker.lock:
+            revoked = state.rebalance_begin()
+        if revoked is None:
+            return
+        if revoked and self._on_revoke is not None:
+            self._on_revoke(set(revoked))
+        with state.broker.lock:
+            gained = state.rebalance_finish()
+        if gained and self._on_assign is not None:
+            self._on_assign(set(gained))
+
+    def poll_batch(self, max_messages: int, timeout: float | None) -> list[Message]:
+        state = self._state
+        broker = state.broker
+        deadline = None if timeout is None else time.monotonic() + timeout
+        with broker.lock:
+            state.mark_processed()
+        while True:
+            self._rebalance()
+            with broker.lock:
+                if state.woken:
+                    state.woken = False
+                    return []
+                if state.group is not None and state.generation != state.group.generation:
+                    continue  # another rebalance came in meanwhile
+                batch = state.fetch(max_messages)
+                now = time.monotonic()
+                state.maybe_auto_commit(now)
+                if batch:
+                    return batch
+                wait = state.wait_time(deadline, now)
+                if wait is not None and wait <= 0:
+                    if deadline is not None and now >= deadline:
+                        return []
+                    continue
+                broker.sync_waiting += 1
+                try:
+                    broker.changed.wait(wait)
+                finally:
+                    broker.sync_waiting -= 1
+
+    def commit(self, message: Message | None) -> None:
+        with self._state.broker.lock:
+            self._state.commit(message)
+
+    def seek(self, topic: str, partition: int, offset: int) -> None:
+        with self._state.broker.lock:
+            self._state.seek(TopicPartition(topic, partition), offset)
+
+    def assignment(self) -> frozenset[TopicPartition]:
+        with self._state.broker.lock:
+            return self._state.assigned
+
+    def wakeup(self) -> None:
+        with self._state.broker.lock:
+            self._state.woken = True
+            self._state.broker.notify()
+
+    def close(self, timeout: float | None) -> None:
+        with self._state.broker.lock:
+            self._state.close()

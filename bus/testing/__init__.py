@@ -1,0 +1,15 @@
+"""polybus's testing kit, installed with the package, for backend authors and users.
+
+- ``bus.testing.plugin``: the pytest plugin (loaded automatically through the
+  ``pytest11`` entry point ``bus``): option ``--bus-url`` (env ``BUS_TEST_URL``),
+  fixtures ``bus_url``, ``message_bus``, ``bus_topic``, marker ``bus_capability``.
+- ``bus.testing.conformance``: the suite every backend must pass; collect it with
+  ``from bus.testing.conformance import *`` and run ``pytest --bus-url scheme://...``.
+- ``bus.testing.strategies``: Hypothesis strategies for topics, keys, values,
+  headers and messages.
+- ``bus.testing.statemachine``: a Hypothesis state machine checking a backend's
+  partitioned log and consumer groups against a reference model.
+
+Nothing is imported here, so importing ``bus.testing`` stays cheap (no pytest, no
+Hypothesis).
+"""
