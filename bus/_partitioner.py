@@ -52,19 +52,19 @@ def murmur2_partition(key: bytes, partitions: int) -> int:
 
 
 def _murmur2_random() -> Partitioner:
-    rng = random.Random()
+    uniform = random.Random().random
 
     def choose(key: bytes | None, partitions: int) -> int:
         if key is None:
-            return rng.randrange(partitions)
+            return int(uniform() * partitions)
         return (murmur2(key) & 0x7FFFFFFF) % partitions
 
     return choose
 
 
 def _random() -> Partitioner:
-    rng = random.Random()
-    return lambda key, partitions: rng.randrange(partitions)
+    uniform = random.Random().random
+    return lambda key, partitions: int(uniform() * partitions)
 
 
 def _round_robin() -> Partitioner:

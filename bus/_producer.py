@@ -139,6 +139,7 @@ class Producer(_ProducerCore):
     ):
         super().__init__(backend, encode_value, encode_key)
         self._driver = driver
+        self._enqueue = driver.enqueue
         self._close_lock = threading.Lock()
 
     def send(
@@ -189,10 +190,28 @@ class Producer(_ProducerCore):
         called exactly once, possibly before ``enqueue`` returns and possibly from
         another thread of the backend.
         """
-        prepared = self._prepare(topic, value, key, headers, partition, timestamp)
+        # The hot path: _prepare's checks, inlined.
+        if self._closed:
+            raise ClosedError("Producer is closed")
+        if topic not in self._topics:
+            self._topics.add(check_topic(topic))
+        if self._encode_value is not None:
+            value = serialize(self._encode_value, value, "value", topic)
+        elif value is not None and value.__class__ is not bytes:
+            value = check_bytes(value, "value")
+        if key is not None:
+            if self._encode_key is not None:
+                key = serialize(self._encode_key, key, "key", topic)
+            elif key.__class__ is not bytes:
+                key = check_bytes(key, "key")
+        headers = () if headers is None else check_headers(headers)
+        if partition is not None:
+            partition = check_optional_int(partition, "partition")
+        if timestamp is not None:
+            timestamp = check_optional_int(timestamp, "timestamp")
         if on_delivery is not None:
             self._check_callback(on_delivery)
-        self._driver.enqueue(*prepared, on_delivery)
+        self._enqueue(topic, value, key, headers, partition, timestamp, on_delivery)
 
     def flush(self, timeout: float | None = None) -> None:
         """Wait until every enqueued message is acknowledged or failed.

@@ -70,13 +70,15 @@ def now_ms() -> int:
 class Topic:
     """A topic: ``logs[p]`` is partition ``p``'s log; a message's offset is its index."""
 
-    __slots__ = ("config", "log_append_time", "logs", "max_bytes", "name")
+    __slots__ = ("config", "log_append_time", "logs", "max_bytes", "max_payload", "name")
 
     def __init__(self, name: str, partitions: int, config: Mapping[str, str]):
         self.name = name
         self.logs: list[list[Message]] = [[] for _ in range(partitions)]
         self.config = dict(config)
         self.max_bytes = int(config.get("max.message.bytes", DEFAULT_MAX_MESSAGE_BYTES))
+        #: key + value bytes that surely fit a headerless record; larger ones are measured
+        self.max_payload = self.max_bytes - RECORD_OVERHEAD
         self.log_append_time = config.get("message.timestamp.type") == "LogAppendTime"
 
 

@@ -37,6 +37,7 @@ import ctypes
 import fcntl
 import hashlib
 import os
+import random
 import re
 import shutil
 import signal
@@ -251,13 +252,32 @@ def missing_prerequisites(version: str | None = None) -> str | None:
 # --------------------------------------------------------------------------- small helpers
 
 
+def _ephemeral_port_range() -> tuple[int, int]:
+    try:
+        low, high = Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()
+        return int(low), int(high)
+    except (OSError, ValueError):
+        return 32768, 60999
+
+
 def free_ports(count: int) -> list[int]:
-    """``count`` distinct free TCP ports on 127.0.0.1 (all held open while picking)."""
+    """``count`` distinct free TCP ports on 127.0.0.1 (all held open while picking).
+
+    Picked at random *below* the kernel's ephemeral range when possible, so that a
+    client's outgoing connection cannot take the port of a killed broker before it is
+    restarted on the same port.
+    """
+    low, _high = _ephemeral_port_range()
+    candidates = list(range(10000, low)) if low > 11000 else []
+    random.shuffle(candidates)
     with contextlib.ExitStack() as stack:
-        ports = []
-        for _ in range(count):
+        ports: list[int] = []
+        while len(ports) < count:
             sock = stack.enter_context(socket.socket(socket.AF_INET, socket.SOCK_STREAM))
-            sock.bind(("127.0.0.1", 0))
+            try:
+                sock.bind(("127.0.0.1", candidates.pop() if candidates else 0))
+            except OSError:
+                continue
             ports.append(sock.getsockname()[1])
         return ports
 
