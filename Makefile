@@ -1,0 +1,72 @@
+# polybus: every install step lives here, so a fresh machine needs only Python 3.10+,
+# Java 17 and Maven (for the Kafka broker the tests start). See README.md.
+
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+PIP    := $(BIN)/python -m pip
+export PYTHONPATH := tests
+
+.PHONY: help demo test lint typecheck unit bench docs kafka-up kafka-down kafka-fetch clean
+
+help:
+	@echo "make demo        run 'bus demo' on the in-memory backend (creates .venv)"
+	@echo "make test        lint, type-check and run every test (starts Kafka itself)"
+	@echo "make bench       run the benchmarks, write bench/results/latest.json"
+	@echo "make docs        build the user docs with mkdocs --strict"
+	@echo "make kafka-up    start one local Kafka broker, print its bootstrap address"
+	@echo "make kafka-down  stop it"
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+	$(PIP) install -q --upgrade pip
+
+# One stamp per set of extras, redone when pyproject.toml changes.
+$(VENV)/.base: pyproject.toml | $(BIN)/python
+	$(PIP) install -q -e .
+	@touch $@
+
+$(VENV)/.dev: pyproject.toml | $(BIN)/python
+	$(PIP) install -q -e '.[dev]'
+	@touch $@
+
+$(VENV)/.bench: pyproject.toml $(VENV)/.dev
+	$(PIP) install -q -e '.[dev,bench]'
+	@touch $@
+
+$(VENV)/.docs: pyproject.toml | $(BIN)/python
+	$(PIP) install -q -e '.[docs]'
+	@touch $@
+
+demo: $(VENV)/.base
+	$(BIN)/bus demo
+
+lint: $(VENV)/.dev
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+typecheck: $(VENV)/.dev
+	$(BIN)/mypy
+
+unit: $(VENV)/.dev
+	$(BIN)/pytest
+
+test: lint typecheck unit
+
+bench: $(VENV)/.bench
+	$(BIN)/python -m bench.memory
+
+docs: $(VENV)/.docs
+	$(BIN)/mkdocs build --strict -d site
+
+kafka-fetch: $(VENV)/.base
+	$(BIN)/python -m kafka_harness fetch
+
+kafka-up: $(VENV)/.base
+	@$(BIN)/python -m kafka_harness up
+
+kafka-down:
+	@if [ -x $(BIN)/python ]; then $(BIN)/python -m kafka_harness down; fi
+
+clean:
+	rm -rf $(VENV) .cache site build *.egg-info .mypy_cache .ruff_cache .pytest_cache .hypothesis

@@ -1,0 +1,18 @@
+"""Shared fixtures of the project's own tests. The public fixtures (``bus_url``,
+``message_bus``, ``bus_topic``) come from the ``bus.testing`` pytest plugin."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+
+from bus._plugins import reset_registry
+
+
+@pytest.fixture
+def fresh_registry() -> Iterator[None]:
+    """Reload the plugin registry before and after a test that replaces it."""
+    reset_registry()
+    yield
+    reset_registry()

@@ -1,0 +1,140 @@
+"""The Bus facade: connecting, option defaults, life cycle, errors."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import uuid
+
+import pytest
+
+import bus
+
+
+def _url() -> str:
+    return f"memory://facade-{uuid.uuid4().hex[:8]}"
+
+
+def test_connect_without_a_url_reads_bus_url_then_uses_memory(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.delenv("BUS_URL", raising=False)
+    with bus.connect() as b:
+        assert b.backend == "memory"
+    monkeypatch.setenv("BUS_URL", "nats://x")
+    with pytest.raises(bus.BackendNotFound):
+        bus.connect()
+
+
+def test_memory_and_memory_default_are_one_broker_other_names_are_not() -> None:
+    topic = f"t-{uuid.uuid4().hex[:8]}"
+    with bus.connect("memory://") as a, bus.connect("memory://default") as b:
+        a.create_topic(topic, partitions=2)
+        assert b.partitions(topic) == [0, 1]
+    with bus.connect(_url()) as other:
+        assert topic not in other.topics()
+
+
+def test_connection_options_are_defaults_that_clients_override() -> None:
+    with bus.connect(_url(), serializer="json", offset_reset="earliest") as b:
+        b.create_topic("t")
+        with b.producer() as p:
+            p.send("t", {"a": 1})
+        with b.producer(serializer="str") as p:
+            p.send("t", "plain")
+        with b.consumer("t") as c:
+            values = [m.value for m in c.poll_batch(10, timeout=1)]
+    assert values == [json.dumps({"a": 1}, separators=(",", ":")).encode(), b"plain"]
+
+
+def test_a_codec_name_that_is_not_registered_fails_at_connect() -> None:
+    with pytest.raises(bus.ConfigError, match="unknown codec 'yaml'.*json"):
+        bus.connect(_url(), serializer="yaml")
+
+
+def test_close_closes_every_client_and_later_use_raises_closed() -> None:
+    b = bus.connect(_url())
+    producer = b.producer()
+    consumer = b.consumer("t")
+    b.close()
+    b.close()  # idempotent
+    with pytest.raises(bus.ClosedError):
+        producer.send("t", b"x")
+    with pytest.raises(bus.ClosedError):
+        consumer.poll(0)
+    with pytest.raises(bus.ClosedError):
+        b.producer()
+    with pytest.raises(bus.ClosedError):
+        b.topics()
+
+
+def test_aclose_closes_asyncio_clients_too() -> None:
+    async def main() -> tuple[bool, bool]:
+        async with bus.connect(_url()) as b:
+            producer = b.async_producer()
+            consumer = b.async_consumer("t")
+        with pytest.raises(bus.ClosedError):
+            await producer.send("t", b"x")
+        with pytest.raises(bus.ClosedError):
+            await consumer.poll(0)
+        return producer._closed, consumer._closed
+
+    assert asyncio.run(main()) == (True, True)
+
+
+def test_consumer_needs_topics_and_a_string_group() -> None:
+    with bus.connect(_url()) as b:
+        with pytest.raises(TypeError, match="at least one topic"):
+            b.consumer()
+        with pytest.raises(TypeError, match="group must be"):
+            b.consumer("t", group=3)  # type: ignore[arg-type]
+        with pytest.raises(ValueError, match="invalid topic name"):
+            b.consumer("bad topic!")
+
+
+def test_create_topic_checks_its_arguments() -> None:
+    with bus.connect(_url()) as b:
+        with pytest.raises(ValueError, match="partitions must be an int >= 1"):
+            b.create_topic("t", partitions=0)
+        with pytest.raises(TypeError, match="partitions"):
+            b.create_topic("t", partitions="3")  # type: ignore[arg-type]
+        with pytest.raises(ValueError, match="invalid topic name"):
+            b.create_topic("x" * 250)
+
+
+def test_repr_shows_the_backend_and_hides_secrets() -> None:
+    b = bus.connect("memory://user:hunter2@secretive", client_id="svc")
+    assert "hunter2" not in repr(b)
+    assert "backend='memory'" in repr(b)
+    assert "client_id='svc'" in repr(b)
+    b.close()
+
+
+def test_errors_form_one_hierarchy() -> None:
+    assert issubclass(bus.BackendNotFound, bus.ConfigError)
+    assert issubclass(bus.MessageTooLarge, bus.DeliveryError)
+    assert issubclass(bus.TimeoutError, TimeoutError)
+    for error in (
+        bus.ConfigError,
+        bus.UnsupportedError,
+        bus.DeliveryError,
+        bus.CommitError,
+        bus.ClosedError,
+        bus.SerializationError,
+        bus.AuthenticationError,
+        bus.AuthorizationError,
+        bus.TimeoutError,
+    ):
+        assert issubclass(error, bus.BusError)
+
+
+def test_importing_bus_imports_no_kafka_client() -> None:
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, bus; b = bus.connect('memory://'); "
+        "print(sorted(m for m in sys.modules if 'kafka' in m))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"

@@ -1,0 +1,61 @@
+"""Bus URLs: parsing, defaults and the password that never shows."""
+
+from __future__ import annotations
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from bus import ConfigError
+from bus._url import parse_url, resolve_url
+
+
+def test_a_kafka_url_has_hosts_and_options() -> None:
+    url = parse_url("kafka://h1:9092,h2:9092?acks=all&compression=zstd")
+    assert url.scheme == "kafka"
+    assert url.hosts == ("h1:9092", "h2:9092")
+    assert url.query == (("acks", "all"), ("compression", "zstd"))
+
+
+def test_a_memory_url_names_its_broker() -> None:
+    assert parse_url("memory://orders").location == "orders"
+    assert parse_url("memory://").location == ""
+    assert parse_url("memory").scheme == "memory"
+    assert parse_url("MEMORY://x").scheme == "memory"
+
+
+def test_the_url_comes_from_the_environment_then_defaults_to_memory(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.delenv("BUS_URL", raising=False)
+    assert resolve_url(None) == "memory://"
+    monkeypatch.setenv("BUS_URL", "kafka://broker:9092")
+    assert resolve_url(None) == "kafka://broker:9092"
+    assert resolve_url("memory://x") == "memory://x"
+
+
+def test_credentials_are_parsed_and_masked() -> None:
+    url = parse_url("kafka://alice:s3cr%40t@h1:9092?acks=1")
+    assert (url.username, url.password) == ("alice", "s3cr@t")
+    for shown in (str(url), repr(url), url.redacted()):
+        assert "s3cr" not in shown
+        assert "alice:***@h1:9092" in shown
+
+
+@given(st.text(alphabet="abcdefghijklmnop0123456789!$%^&*()", min_size=1, max_size=20))
+def test_a_password_never_appears_in_an_error(password: str) -> None:
+    with pytest.raises(ConfigError) as info:
+        parse_url(f"://user:{password}@host")
+    assert "user:***@host" in str(info.value)
+    assert f":{password}@" not in str(info.value)
+
+
+@pytest.mark.parametrize("bad", ["", "://x", "kafka:/x", "9kafka://x"])
+def test_text_that_is_not_a_url_is_a_config_error(bad: str) -> None:
+    with pytest.raises(ConfigError, match="not a bus URL"):
+        parse_url(bad)
+
+
+def test_a_url_must_be_a_string() -> None:
+    with pytest.raises(TypeError, match="url must be a str"):
+        parse_url(9092)  # type: ignore[arg-type]
