@@ -93,11 +93,14 @@ class Consumer(_ConsumerCore):
     ):
         super().__init__(backend, topics, group, decode_value, decode_key)
         self._driver = driver
-        self._io = threading.Lock()  # held while the driver works; close() waits for it
+        self._io = threading.RLock()  # held while the driver polls; close() waits for it
         self._state = threading.Lock()
 
     def _poll(self, max_messages: int, timeout: float | None) -> list[Message]:
         self._ensure_open()
+        return self._poll_open(max_messages, timeout)
+
+    def _poll_open(self, max_messages: int, timeout: float | None) -> list[Message]:
         with self._io:
             if self._closing:
                 return []
@@ -119,7 +122,7 @@ class Consumer(_ConsumerCore):
         """Yield messages until ``close()`` is called (from any thread). Blocks while
         there are none, without spinning."""
         while not self._closing:
-            batch = self._poll(1, None)
+            batch = self._poll_open(1, None)  # [] once close() came from another thread
             if batch:
                 yield batch[0]
 
@@ -128,15 +131,13 @@ class Consumer(_ConsumerCore):
         ``message``'s partition up to and including it. Raises ``bus.CommitError``."""
         self._ensure_open()
         self._check_commit(message)
-        with self._io:
-            self._driver.commit(message)
+        self._driver.commit(message)  # no lock: on_revoke may commit from inside a poll
 
     def seek(self, topic: str, partition: int, offset: int) -> None:
         """Make ``offset`` the next message read from an assigned partition."""
         self._ensure_open()
         args = self._check_seek(topic, partition, offset)
-        with self._io:
-            self._driver.seek(*args)
+        self._driver.seek(*args)
 
     def assignment(self) -> frozenset[TopicPartition]:
         """The partitions this consumer reads now (empty before the group assigned any)."""
@@ -222,15 +223,13 @@ class AsyncConsumer(_ConsumerCore):
         """Commit processed positions, or ``message``'s partition through it."""
         self._ensure_open()
         self._check_commit(message)
-        async with self._lock():
-            await self._driver.commit(message)
+        await self._driver.commit(message)  # no lock: on_revoke may commit from inside a poll
 
     async def seek(self, topic: str, partition: int, offset: int) -> None:
         """Make ``offset`` the next message read from an assigned partition."""
         self._ensure_open()
         args = self._check_seek(topic, partition, offset)
-        async with self._lock():
-            await self._driver.seek(*args)
+        await self._driver.seek(*args)
 
     def assignment(self) -> frozenset[TopicPartition]:
         """The partitions this consumer reads now."""

@@ -78,7 +78,7 @@ def parse_url(url: str) -> BusURL:
         text += "://"
     match = _URL.match(text)
     if match is None or match["netloc"] is None:
-        shown = re.sub(r"(//[^:/@]*:)[^@/]*@", r"\1***@", text)
+        shown = re.sub(r":[^:/@]*@", ":***@", text)
         raise ConfigError(
             f"not a bus URL: {shown!r}; expected scheme://location?option=value, "
             "for example 'memory://' or 'kafka://127.0.0.1:9092'"

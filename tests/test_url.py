@@ -42,10 +42,10 @@ def test_credentials_are_parsed_and_masked() -> None:
         assert "alice:***@h1:9092" in shown
 
 
-@given(st.text(alphabet="abcdefghijklmnop0123456789!$%^&*()", min_size=1, max_size=20))
+@given(st.text(alphabet="abcdefghijklmnop0123456789!$%^&()", min_size=1, max_size=20))
 def test_a_password_never_appears_in_an_error(password: str) -> None:
     with pytest.raises(ConfigError) as info:
-        parse_url(f"://user:{password}@host")
+        parse_url(f"kafka:/user:{password}@host")
     assert "user:***@host" in str(info.value)
     assert f":{password}@" not in str(info.value)
 

@@ -1,0 +1,5 @@
+"""``python -m bus``: the ``bus`` command line."""
+
+from bus._cli import main
+
+raise SystemExit(main())
