@@ -68,5 +68,5 @@ kafka-up: $(VENV)/.base
 kafka-down:
 	@if [ -x $(BIN)/python ]; then $(BIN)/python -m kafka_harness down; fi
 
-clean:
+clean: kafka-down
 	rm -rf $(VENV) .cache site build *.egg-info .mypy_cache .ruff_cache .pytest_cache .hypothesis

@@ -9,6 +9,8 @@ import pytest
 
 from bus._plugins import reset_registry
 
+pytest_plugins = ["kafka_harness.plugin"]
+
 
 @pytest.fixture
 def fresh_registry() -> Iterator[None]:

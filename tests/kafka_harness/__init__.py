@@ -303,7 +303,7 @@ def log_tail(path: Path, lines: int = _LOG_TAIL_LINES) -> str:
     try:
         with open(path, "rb") as handle:
             handle.seek(0, os.SEEK_END)
-            handle.seek(max(0, handle.tell() - 64 * 1024))
+            handle.seek(max(0, handle.tell() - 256 * 1024))
             return _last_lines(handle.read().decode("utf-8", "replace"), lines)
     except OSError:
         return ""
@@ -492,6 +492,7 @@ class KafkaNode:
 
     @property
     def properties_path(self) -> Path:
+        """The generated ``server.properties``."""
         return self.directory / "server.properties"
 
     @property
@@ -501,6 +502,7 @@ class KafkaNode:
 
     @property
     def is_running(self) -> bool:
+        """Whether the broker process was started by this object and has not exited."""
         return self.process is not None and self.process.poll() is None
 
     # -- lifecycle
@@ -664,9 +666,6 @@ class KafkaNode:
 
     def _reap(self) -> None:
         if self.process is not None and self.process.poll() is not None:
-            if self.pid is not None:
-                # The group may still hold children (none expected from java).
-                _kill_group(self.pid, signal.SIGKILL)
             self.process = None
         _LIVE_NODES.discard(self)
 
@@ -874,7 +873,11 @@ class KafkaCluster:
         self.wait_ready()
 
     def wait_ready(self, timeout: float | None = None) -> None:
-        """Wait until every running node's metadata lists every node of the cluster."""
+        """Wait until every node's metadata lists every node of the cluster.
+
+        All nodes must be running (e.g. after a killed node was started again); raises
+        :class:`KafkaStartError` with the log tail of the first node that is not ready.
+        """
         deadline = time.monotonic() + (timeout or self.startup_timeout)
         ids = [node.node_id for node in self.nodes]
         for node in self.nodes:
