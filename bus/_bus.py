@@ -117,13 +117,17 @@ class Bus:
     def _need(self, capability: str, api: str) -> None:
         if capability in self.capabilities:
             return
-        others = sorted(
-            f"{i.descriptor.schemes[0]}://"
-            for i in self._registry.backends.values()
-            if capability in i.descriptor.capabilities
+        hint = self._info.descriptor.hints.get(capability)
+        if hint is None:
+            others = sorted(
+                f"{i.descriptor.schemes[0]}://"
+                for i in self._registry.backends.values()
+                if capability in i.descriptor.capabilities
+            )
+            hint = f"use {' or '.join(others)}" if others else None
+        raise UnsupportedError(
+            f"backend {self.backend!r} has no {api} API" + (f"; {hint}" if hint else "")
         )
-        hint = f"; use {' or '.join(others)}" if others else ""
-        raise UnsupportedError(f"backend {self.backend!r} has no {api} API{hint}")
 
     def _track(self, client: _Client) -> _Client:
         with self._lock:

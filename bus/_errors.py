@@ -81,4 +81,9 @@ class UnknownTopicError(BusError):
 
 
 class TimeoutError(BusError, builtins.TimeoutError):
-    """An operation did not finish within its timeout. Also a builtin ``TimeoutError``."""
+    """An operation did not finish within its timeout. Also a builtin ``TimeoutError``.
+
+    Trying again may succeed: ``retriable`` is true, as on ``DeliveryError``.
+    """
+
+    retriable = True

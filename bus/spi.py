@@ -70,7 +70,8 @@ class BackendDescriptor:
     never imports a Kafka client). ``requires`` names the modules the factory needs;
     when one is missing, ``connect`` raises ``BackendNotFound`` telling the user to
     install ``extra`` (``"polybus[kafka]"``). ``options`` are the backend's own options
-    besides the core ones; ``capabilities`` are words of ``CAPABILITIES``.
+    besides the core ones; ``capabilities`` are words of ``CAPABILITIES``; ``hints`` say
+    where to turn for a capability it lacks.
     """
 
     name: str
@@ -81,6 +82,9 @@ class BackendDescriptor:
     description: str = ""
     requires: tuple[str, ...] = ()
     extra: str | None = None
+    #: What to tell a user who asks for a capability this backend lacks, by capability
+    #: word: ``{"async": "use aiokafka:// (pip install 'polybus[aiokafka]')"}``.
+    hints: Mapping[str, str] = attrs.field(factory=dict)
 
     def __attrs_post_init__(self) -> None:
         if not self.name or not isinstance(self.name, str):
