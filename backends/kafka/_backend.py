@@ -1,0 +1,122 @@
+"""``KafkaBackend``: a connection to an Apache Kafka cluster through confluent-kafka."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Mapping
+from typing import Any
+
+from confluent_kafka import KafkaException
+from confluent_kafka.admin import AdminClient, NewTopic  # type: ignore[attr-defined]
+
+import bus
+from backends.kafka._consumer import KafkaConsumer
+from backends.kafka._errors import OTHER, mapped, with_cause
+from backends.kafka._producer import KafkaProducer
+from backends.kafka._settings import common_config, consumer_config, producer_config
+from bus.spi import Backend, BackendConfig, ConsumerDriver, ProducerDriver
+
+#: Seconds an admin request (and the wait for its metadata to show) may take.
+ADMIN_TIMEOUT = 30.0
+
+
+class KafkaBackend(Backend):
+    """Admin calls go through one ``AdminClient``, made on first use. After creating or
+    deleting a topic they wait until the cluster's metadata shows it, so a producer
+    made right after sees the topic as it is."""
+
+    def __init__(self, config: BackendConfig):
+        self._common = common_config(config.url, config.options)
+        self._options = config.options
+        self._admin_client: AdminClient | None = None
+        self._lock = threading.Lock()
+
+    def _settings(self, settings: Mapping[str, Any]) -> dict[str, Any]:
+        merged = dict(settings)
+        base, own = self._options.get("config") or {}, settings.get("config") or {}
+        merged["config"] = {**base, **own}
+        return merged
+
+    def producer(self, settings: Mapping[str, Any]) -> ProducerDriver:
+        settings = self._settings(settings)
+        return KafkaProducer(producer_config(self._common, settings), settings)
+
+    def consumer(
+        self, topics: tuple[str, ...], group: str | None, settings: Mapping[str, Any]
+    ) -> ConsumerDriver:
+        settings = self._settings(settings)
+        conf = consumer_config(self._common, group, settings)
+        return KafkaConsumer(conf, topics, group, settings)
+
+    # -- admin ----------------------------------------------------------------------------------
+
+    def _admin(self) -> AdminClient:
+        with self._lock:
+            if self._admin_client is None:
+                conf = {**self._common, **(self._options.get("config") or {})}
+                try:
+                    self._admin_client = AdminClient(conf)
+                except KafkaException as exc:
+                    raise with_cause(mapped(exc, "config", "kafka:// admin"), exc) from None
+            return self._admin_client
+
+    def _wait_for(self, name: str, partitions: int | None) -> None:
+        """Until metadata shows ``name`` with ``partitions`` (``None``: until it is gone)."""
+        deadline = time.monotonic() + ADMIN_TIMEOUT
+        while time.monotonic() < deadline:
+            meta = self._admin().list_topics(timeout=ADMIN_TIMEOUT).topics.get(name)
+            present = meta is not None and meta.error is None
+            if partitions is None and not present:
+                return
+            if (
+                partitions is not None
+                and meta is not None
+                and present
+                and len(meta.partitions) >= partitions
+                and all(p.leader >= 0 for p in meta.partitions.values())
+            ):
+                return
+            time.sleep(0.05)
+        raise bus.TimeoutError(
+            f"topic {name!r} did not {'appear' if partitions else 'go'} within {ADMIN_TIMEOUT:g}s"
+        )
+
+    def create_topic(
+        self, name: str, partitions: int, replication_factor: int, config: Mapping[str, str]
+    ) -> None:
+        topic = NewTopic(
+            name,
+            num_partitions=partitions,
+            replication_factor=replication_factor,
+            config=dict(config),
+        )
+        future = self._admin().create_topics([topic], request_timeout=ADMIN_TIMEOUT)[name]
+        try:
+            future.result(timeout=ADMIN_TIMEOUT)
+        except KafkaException as exc:
+            raise with_cause(mapped(exc, OTHER, f"create topic {name!r}"), exc) from None
+        self._wait_for(name, partitions)
+
+    def delete_topic(self, name: str) -> None:
+        future = self._admin().delete_topics([name], request_timeout=ADMIN_TIMEOUT)[name]
+        try:
+            future.result(timeout=ADMIN_TIMEOUT)
+        except KafkaException as exc:
+            raise with_cause(mapped(exc, OTHER, f"delete topic {name!r}"), exc) from None
+        self._wait_for(name, None)
+
+    def topics(self) -> dict[str, int]:
+        """Every topic but Kafka's internal ones (names starting with ``__``)."""
+        meta = self._admin().list_topics(timeout=ADMIN_TIMEOUT)
+        return {
+            name: len(t.partitions)
+            for name, t in sorted(meta.topics.items())
+            if not name.startswith("__") and t.error is None
+        }
+
+    def partitions(self, topic: str) -> list[int]:
+        meta = self._admin().list_topics(topic, timeout=ADMIN_TIMEOUT).topics.get(topic)
+        if meta is None or meta.error is not None or not meta.partitions:
+            raise bus.UnknownTopicError(f"topic {topic!r} does not exist")
+        return sorted(meta.partitions)

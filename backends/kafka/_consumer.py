@@ -1,0 +1,264 @@
+"""The blocking consumer on confluent-kafka's ``Consumer``.
+
+At-least-once: the offsets of a returned batch are stored (``store_offsets``) when
+the application polls again; librdkafka's auto-commit commits only stored offsets
+(``enable.auto.offset.store=false``), and so do rebalances and ``close()``.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from confluent_kafka import OFFSET_BEGINNING, OFFSET_END, KafkaError, KafkaException
+from confluent_kafka import Consumer as RawConsumer
+from confluent_kafka import TopicPartition as RawTP
+
+import bus
+from backends.kafka._errors import COMMIT, OTHER, mapped, with_cause
+from bus.spi import ConsumerDriver
+
+LOGGER = logging.getLogger("bus.kafka")
+
+#: Longest a blocking wait lasts before looking at ``wakeup()`` and deadlines again.
+_SLICE = 0.1
+#: How often a consumer without a group looks for new partitions of its topics.
+_METADATA_EVERY = 5.0
+
+Key = tuple[str, int]
+
+
+def _message(m: Any) -> bus.Message:
+    kind, stamp = m.timestamp()
+    headers = m.headers()
+    return bus.Message(
+        m.topic(),
+        m.value(),
+        m.key(),
+        tuple(headers) if headers else (),
+        m.partition(),
+        m.offset(),
+        stamp if kind else None,
+    )
+
+
+def _tps(keys: Any) -> set[bus.TopicPartition]:
+    return {bus.TopicPartition(t, p) for t, p in keys}
+
+
+class KafkaConsumer(ConsumerDriver):
+    def __init__(
+        self,
+        conf: Mapping[str, Any],
+        topics: tuple[str, ...],
+        group: str | None,
+        settings: Mapping[str, Any],
+    ):
+        self._on_assign: Callable[[set[bus.TopicPartition]], Any] | None = settings["on_assign"]
+        self._on_revoke: Callable[[set[bus.TopicPartition]], Any] | None = settings["on_revoke"]
+        self._on_error: Callable[[bus.BusError], Any] | None = settings["on_error"]
+        self._group = group
+        self._topics = topics
+        self._auto_commit = bool(settings["auto_commit"]) and group is not None
+        self._latest = settings["offset_reset"] == "latest"
+        self._assigned: set[Key] = set()
+        self._returned: dict[Key, int] = {}  # next offsets after the batch last returned
+        self._processed: dict[Key, int] = {}
+        self._woken = threading.Event()
+        self._next_metadata = 0.0
+        config = dict(conf)
+        config["error_cb"] = self._error
+        try:
+            self._raw = RawConsumer(config)
+        except KafkaException as exc:
+            raise with_cause(mapped(exc, "config", "kafka:// consumer"), exc) from None
+        if group is not None:
+            self._raw.subscribe(
+                list(topics),
+                on_assign=self._assigned_cb,
+                on_revoke=self._revoked_cb,
+                on_lost=self._lost_cb,
+            )
+        else:
+            self._refresh_standalone()
+
+    # -- errors librdkafka retries by itself ------------------------------------------------------
+
+    def _error(self, err: KafkaError) -> None:
+        error = with_cause(mapped(err, OTHER), err)
+        if self._on_error is not None:
+            self._on_error(error)
+        else:
+            LOGGER.warning("kafka consumer: %s", error)
+
+    # -- assignment ---------------------------------------------------------------------------
+
+    def _refresh_standalone(self) -> None:
+        """No group: assign every partition of the topics that exists (new ones too)."""
+        self._next_metadata = time.monotonic() + _METADATA_EVERY
+        meta = self._raw.list_topics(timeout=10)
+        wanted = {
+            (t, p)
+            for t in self._topics
+            if (tm := meta.topics.get(t)) is not None and tm.error is None
+            for p in tm.partitions
+        }
+        new = wanted - self._assigned
+        if new:
+            start = OFFSET_END if self._latest else OFFSET_BEGINNING
+            self._raw.incremental_assign([RawTP(t, p, start) for t, p in sorted(new)])
+            self._assigned |= new
+
+    def _assigned_cb(self, raw: Any, partitions: list[Any]) -> None:
+        gained = {(tp.topic, tp.partition) for tp in partitions}
+        self._assigned |= gained
+        if gained and self._on_assign is not None:
+            self._on_assign(_tps(gained))
+
+    def _revoked_cb(self, raw: Any, partitions: list[Any]) -> None:
+        lost = {(tp.topic, tp.partition) for tp in partitions}
+        if self._auto_commit:
+            self._commit_positions(
+                {k: v for k, v in self._processed.items() if k in lost}, quiet=True
+            )
+        self._forget(lost)
+        if lost and self._on_revoke is not None:
+            self._on_revoke(_tps(lost))
+
+    def _lost_cb(self, raw: Any, partitions: list[Any]) -> None:
+        lost = {(tp.topic, tp.partition) for tp in partitions}
+        self._forget(lost)  # another member owns them already: nothing may be committed
+        if lost and self._on_revoke is not None:
+            self._on_revoke(_tps(lost))
+
+    def _forget(self, keys: set[Key]) -> None:
+        self._assigned -= keys
+        for key in keys:
+            self._returned.pop(key, None)
+            self._processed.pop(key, None)
+
+    # -- processed positions -------------------------------------------------------------------
+
+    def _mark_processed(self) -> None:
+        returned = {k: v for k, v in self._returned.items() if k in self._assigned}
+        self._returned = {}
+        if not returned:
+            return
+        self._processed.update(returned)
+        if self._auto_commit:
+            try:
+                self._raw.store_offsets(offsets=[RawTP(t, p, o) for (t, p), o in returned.items()])
+            except KafkaException as exc:  # a partition went away meanwhile
+                LOGGER.debug("store_offsets: %s", exc)
+
+    def _commit_positions(self, positions: Mapping[Key, int], *, quiet: bool = False) -> None:
+        if not positions:
+            return
+        offsets = [RawTP(t, p, o) for (t, p), o in positions.items()]
+        try:
+            result = self._raw.commit(offsets=offsets, asynchronous=False)
+        except KafkaException as exc:
+            if quiet:
+                LOGGER.warning("commit during rebalance failed: %s", exc)
+                return
+            raise with_cause(mapped(exc, COMMIT, "commit failed"), exc) from None
+        failed = [tp for tp in result or () if tp.error is not None]
+        if failed and not quiet:
+            err = failed[0].error
+            raise with_cause(
+                mapped(err, COMMIT, f"commit of {failed[0].topic}[{failed[0].partition}] failed"),
+                err,
+            )
+
+    # -- the driver ------------------------------------------------------------------------------
+
+    def poll_batch(self, max_messages: int, timeout: float | None) -> list[bus.Message]:
+        self._mark_processed()
+        if self._group is None and time.monotonic() >= self._next_metadata:
+            self._refresh_standalone()
+        deadline = None if timeout is None else time.monotonic() + timeout
+        raw = self._raw
+        while True:
+            if self._woken.is_set():
+                self._woken.clear()
+                return []
+            wait = (
+                _SLICE if deadline is None else max(0.0, min(_SLICE, deadline - time.monotonic()))
+            )
+            first = raw.poll(wait)
+            if first is not None:
+                batch = [first]
+                if max_messages > 1:
+                    batch += raw.consume(max_messages - 1, 0)
+                out = self._convert(batch)
+                if out:
+                    return out
+            if deadline is not None and time.monotonic() >= deadline:
+                return []
+            if self._group is None and time.monotonic() >= self._next_metadata:
+                self._refresh_standalone()
+
+    def _convert(self, batch: list[Any]) -> list[bus.Message]:
+        out = []
+        returned = self._returned
+        for m in batch:
+            err = m.error()
+            if err is not None:
+                if err.code() != KafkaError._PARTITION_EOF:
+                    self._error(err)
+                continue
+            message = _message(m)
+            returned[(message.topic, message.partition)] = message.offset + 1  # type: ignore[index,operator]
+            out.append(message)
+        return out
+
+    def commit(self, message: bus.Message | None) -> None:
+        if self._group is None:
+            raise bus.CommitError(
+                "this consumer has no group, so there is nothing to commit "
+                "to; pass group=... to consumer()"
+            )
+        if message is None:
+            self._mark_processed()
+            self._commit_positions(
+                {k: v for k, v in self._processed.items() if k in self._assigned}
+            )
+            return
+        key: Key = (message.topic, message.partition)  # type: ignore[assignment]
+        if key not in self._assigned:
+            raise bus.CommitError(
+                f"cannot commit {key[0]}[{key[1]}]: the partition is not "
+                "assigned to this consumer (a rebalance may have moved it)"
+            )
+        end = message.offset + 1  # type: ignore[operator]
+        self._commit_positions({key: end})
+        if self._processed.get(key, -1) < end:
+            self._processed[key] = end
+
+    def seek(self, topic: str, partition: int, offset: int) -> None:
+        if (topic, partition) not in self._assigned:
+            raise ValueError(f"cannot seek {topic}[{partition}]: not assigned to this consumer")
+        self._returned.pop((topic, partition), None)
+        try:
+            self._raw.seek(RawTP(topic, partition, offset))
+        except KafkaException as exc:
+            # Not fetching yet: start the partition there instead.
+            try:
+                self._raw.incremental_assign([RawTP(topic, partition, offset)])
+            except KafkaException:
+                raise with_cause(mapped(exc, OTHER, f"seek {topic}[{partition}]"), exc) from None
+
+    def assignment(self) -> frozenset[bus.TopicPartition]:
+        return frozenset(_tps(self._assigned))
+
+    def wakeup(self) -> None:
+        self._woken.set()
+
+    def close(self, timeout: float | None) -> None:
+        try:
+            self._raw.close()  # commits stored offsets when auto-committing, leaves the group
+        except KafkaException as exc:
+            raise with_cause(mapped(exc, COMMIT, "close"), exc) from None

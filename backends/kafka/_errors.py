@@ -1,0 +1,78 @@
+"""librdkafka errors as bus errors. The ``KafkaError`` (or ``KafkaException``) is kept
+as ``__cause__`` by the callers (``raise mapped from exc``)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from confluent_kafka import KafkaError, KafkaException
+
+import bus
+
+_TIMEOUTS = {
+    KafkaError._MSG_TIMED_OUT,
+    KafkaError._TIMED_OUT,
+    KafkaError.REQUEST_TIMED_OUT,
+    KafkaError._TIMED_OUT_QUEUE,
+}
+_TOO_LARGE = {KafkaError.MSG_SIZE_TOO_LARGE, KafkaError.INVALID_MSG_SIZE}
+_AUTHORIZATION = {
+    KafkaError.TOPIC_AUTHORIZATION_FAILED,
+    KafkaError.GROUP_AUTHORIZATION_FAILED,
+    KafkaError.CLUSTER_AUTHORIZATION_FAILED,
+    KafkaError.TRANSACTIONAL_ID_AUTHORIZATION_FAILED,
+}
+_AUTHENTICATION = {KafkaError.SASL_AUTHENTICATION_FAILED, KafkaError._AUTHENTICATION}
+_UNKNOWN_TOPIC = {
+    KafkaError.UNKNOWN_TOPIC_OR_PART,
+    KafkaError._UNKNOWN_TOPIC,
+    KafkaError._UNKNOWN_PARTITION,
+    KafkaError.UNKNOWN_TOPIC_ID,
+}
+_CONFIG = {KafkaError._INVALID_ARG, KafkaError.INVALID_CONFIG}
+
+#: The error raised for a failed delivery, a failed commit, a failed admin call.
+DELIVERY, COMMIT, OTHER = "delivery", "commit", "other"
+
+
+def error_of(exc: BaseException) -> KafkaError | None:
+    """The ``KafkaError`` inside a ``KafkaException`` (or the error itself)."""
+    if isinstance(exc, KafkaError):
+        return exc
+    if isinstance(exc, KafkaException) and exc.args and isinstance(exc.args[0], KafkaError):
+        return exc.args[0]
+    return None
+
+
+def mapped(error: Any, context: str, what: str = "") -> bus.BusError:
+    """The bus error for a ``KafkaError``/``KafkaException``; ``what`` prefixes the text."""
+    kerr = error_of(error)
+    text = kerr.str() if kerr is not None else str(error)
+    message = f"{what}: {text}" if what else text
+    code = kerr.code() if kerr is not None else None
+    retriable = bool(kerr.retriable()) if kerr is not None else False
+    if code in _TIMEOUTS:
+        return bus.TimeoutError(message)
+    if code in _TOO_LARGE:
+        return bus.MessageTooLarge(message, retriable=False)
+    if code in _AUTHORIZATION:
+        return bus.AuthorizationError(message)
+    if code in _AUTHENTICATION:
+        return bus.AuthenticationError(message)
+    if code in _UNKNOWN_TOPIC:
+        return bus.UnknownTopicError(message)
+    if code == KafkaError.TOPIC_ALREADY_EXISTS:
+        return bus.TopicExistsError(message)
+    if code in _CONFIG:
+        return bus.ConfigError(message)
+    if context == DELIVERY:
+        return bus.DeliveryError(message, retriable=retriable)
+    if context == COMMIT:
+        return bus.CommitError(message)
+    return bus.BusError(message)
+
+
+def with_cause(error: bus.BusError, cause: Any) -> bus.BusError:
+    """``error`` with ``cause`` (a KafkaError becomes a KafkaException) as ``__cause__``."""
+    error.__cause__ = cause if isinstance(cause, BaseException) else KafkaException(cause)
+    return error

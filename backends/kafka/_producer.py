@@ -1,0 +1,216 @@
+"""The blocking producer on confluent-kafka's ``Producer``."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
+
+from confluent_kafka import KafkaException
+from confluent_kafka import Producer as RawProducer
+
+import bus
+from backends.kafka._errors import DELIVERY, mapped, with_cause
+from bus._partitioner import make_partitioner
+from bus.spi import DeliveryCallback, ProducerDriver, UnclaimedFailures
+
+#: How long one wait for delivery reports lasts before checking deadlines again.
+_SLICE = 0.1
+
+
+def _delivery(msg: Any) -> bus.Delivery:
+    kind, stamp = msg.timestamp()
+    return bus.Delivery(msg.topic(), msg.partition(), msg.offset(), stamp if kind else None)
+
+
+def _failure(err: Any, msg: Any) -> bus.BusError:
+    where = f"message to {msg.topic()}" if msg is not None else "message"
+    return with_cause(mapped(err, DELIVERY, f"{where} not delivered"), err)
+
+
+class KafkaProducer(ProducerDriver):
+    """librdkafka batches and retries in its own threads; delivery reports are served
+    by ``poll()``, which every call here makes, so reports never pile up."""
+
+    def __init__(self, conf: Mapping[str, Any], settings: Mapping[str, Any]):
+        try:
+            self._raw = RawProducer(dict(conf))
+        except KafkaException as exc:
+            raise with_cause(mapped(exc, "config", "kafka:// producer"), exc) from None
+        self._timeout: float = settings["delivery_timeout"]
+        self._failures = UnclaimedFailures()
+        self._round_robin = (
+            make_partitioner("round_robin") if settings["partitioner"] == "round_robin" else None
+        )
+        self._counts: dict[str, int] = {}
+        self._produce = self._raw.produce
+        self._poll = self._raw.poll
+
+    # -- reports -----------------------------------------------------------------------------
+
+    def _unclaimed(self, err: Any, msg: Any) -> None:
+        if err is not None:
+            self._failures.add(_failure(err, msg))
+
+    @staticmethod
+    def _reporter(on_delivery: DeliveryCallback) -> Callable[[Any, Any], None]:
+        def report(err: Any, msg: Any) -> None:
+            if err is None:
+                on_delivery(_delivery(msg), None)
+            else:
+                on_delivery(None, _failure(err, msg))
+
+        return report
+
+    # -- producing ---------------------------------------------------------------------------
+
+    def _partition_for(self, topic: str) -> int:
+        count = self._counts.get(topic)
+        if count is None:
+            meta = self._raw.list_topics(topic, timeout=self._timeout).topics.get(topic)
+            if meta is None or meta.error is not None or not meta.partitions:
+                raise bus.UnknownTopicError(f"no partitions known for topic {topic!r}")
+            count = self._counts[topic] = len(meta.partitions)
+        assert self._round_robin is not None
+        return self._round_robin(None, count)
+
+    def _put(
+        self,
+        topic: str,
+        value: bytes | None,
+        key: bytes | None,
+        headers: tuple[tuple[str, bytes], ...],
+        partition: int | None,
+        timestamp: int | None,
+        report: Callable[[Any, Any], None],
+        deadline: float,
+    ) -> None:
+        """Hand one message to librdkafka, serving reports while its queue is full."""
+        if partition is None and self._round_robin is not None:
+            partition = self._partition_for(topic)
+        kwargs: dict[str, Any] = {"on_delivery": report}
+        if partition is not None:
+            kwargs["partition"] = partition
+        if timestamp is not None:
+            kwargs["timestamp"] = timestamp
+        if headers:
+            kwargs["headers"] = list(headers)
+        while True:
+            try:
+                self._produce(topic, value, key, **kwargs)
+                return
+            except BufferError:
+                if time.monotonic() >= deadline:
+                    raise bus.TimeoutError(
+                        f"the local queue stayed full for {self._timeout:g}s "
+                        "(delivery_timeout); the broker is not keeping up or unreachable"
+                    ) from None
+                self._poll(_SLICE)
+
+    def enqueue(
+        self,
+        topic: str,
+        value: bytes | None,
+        key: bytes | None,
+        headers: tuple[tuple[str, bytes], ...],
+        partition: int | None,
+        timestamp: int | None,
+        on_delivery: DeliveryCallback | None,
+    ) -> None:
+        report = self._unclaimed if on_delivery is None else self._reporter(on_delivery)
+        try:
+            self._put(
+                topic,
+                value,
+                key,
+                headers,
+                partition,
+                timestamp,
+                report,
+                time.monotonic() + self._timeout,
+            )
+        except KafkaException as exc:  # refused before it left (too large, ...)
+            report(exc.args[0], None)
+        self._poll(0)
+
+    def send(
+        self,
+        topic: str,
+        value: bytes | None,
+        key: bytes | None,
+        headers: tuple[tuple[str, bytes], ...],
+        partition: int | None,
+        timestamp: int | None,
+        timeout: float | None,
+    ) -> bus.Delivery:
+        limit = self._timeout if timeout is None else timeout
+        deadline = time.monotonic() + limit
+        done = threading.Event()
+        outcome: list[Any] = []
+
+        def report(err: Any, msg: Any) -> None:
+            outcome.append(_delivery(msg) if err is None else _failure(err, msg))
+            done.set()
+
+        try:
+            self._put(topic, value, key, headers, partition, timestamp, report, deadline)
+        except KafkaException as exc:
+            raise with_cause(mapped(exc, DELIVERY, f"message to {topic} refused"), exc) from None
+        while not done.is_set():
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise bus.TimeoutError(
+                    f"no acknowledgement for the message to {topic} within "
+                    f"{limit:g}s (it may still be delivered)"
+                )
+            self._poll(min(left, _SLICE))
+        result = outcome[0]
+        if isinstance(result, bus.BusError):
+            raise result
+        return result  # type: ignore[no-any-return]
+
+    def send_batch(
+        self, messages: Sequence[bus.Message], timeout: float | None
+    ) -> list[bus.Delivery | bus.BusError]:
+        limit = self._timeout if timeout is None else timeout
+        deadline = time.monotonic() + limit
+        outcomes: list[bus.Delivery | bus.BusError | None] = [None] * len(messages)
+        pending = [len(messages)]
+
+        def reporter(index: int) -> Callable[[Any, Any], None]:
+            def report(err: Any, msg: Any) -> None:
+                outcomes[index] = _delivery(msg) if err is None else _failure(err, msg)
+                pending[0] -= 1
+
+            return report
+
+        for i, m in enumerate(messages):
+            report = reporter(i)
+            try:
+                self._put(
+                    m.topic, m.value, m.key, m.headers, m.partition, m.timestamp, report, deadline
+                )
+            except KafkaException as exc:
+                report(exc.args[0], None)
+            except bus.BusError as exc:
+                outcomes[i] = exc
+                pending[0] -= 1
+        while pending[0] > 0 and time.monotonic() < deadline:
+            self._poll(min(deadline - time.monotonic(), _SLICE))
+        return [
+            o if o is not None else bus.TimeoutError(f"no acknowledgement within {limit:g}s")
+            for o in outcomes
+        ]
+
+    def flush(self, timeout: float | None) -> None:
+        limit = self._timeout if timeout is None else timeout
+        left = self._raw.flush(limit)
+        if left:
+            raise bus.TimeoutError(
+                f"{left} message(s) still waiting for acknowledgement after {limit:g}s"
+            )
+        self._failures.raise_first()
+
+    def close(self, timeout: float | None) -> None:
+        self.flush(timeout)
