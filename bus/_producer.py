@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterable
-from typing import Any
+from collections.abc import Callable, Iterable
+from typing import Any, TypeVar
 
 import attrs
 
@@ -19,10 +19,14 @@ from bus._checks import (
 )
 from bus._codecs import Encoder
 from bus._errors import ClosedError
-from bus._message import Delivery, Headers, Message
+from bus._message import Delivery, Message
 from bus.spi import AsyncProducerDriver, DeliveryCallback, ProducerDriver
 
-Prepared = tuple[str, bytes | None, bytes | None, Headers, int | None, int | None]
+_T = TypeVar("_T")
+
+
+def _fields(*fields: Any) -> tuple[Any, ...]:
+    return fields
 
 
 class _ProducerCore:
@@ -35,9 +39,20 @@ class _ProducerCore:
         self._topics: set[str] = set()  # names already checked
         self._closed = False
 
-    def _prepare(
-        self, topic: Any, value: Any, key: Any, headers: Any, partition: Any, timestamp: Any
-    ) -> Prepared:
+    def _handoff(
+        self,
+        call: Callable[..., _T],
+        topic: Any,
+        value: Any,
+        key: Any,
+        headers: Any,
+        partition: Any,
+        timestamp: Any,
+        last: Any,
+    ) -> _T:
+        """Check and serialize one message's fields, then ``call(*fields, last)``: the
+        driver's ``send``/``enqueue`` (or, for the async twin, the coroutine to await).
+        The hot path of every producer, so no intermediate tuple is built."""
         if self._closed:
             raise ClosedError(f"{type(self).__name__} is closed")
         if topic not in self._topics:
@@ -58,7 +73,7 @@ class _ProducerCore:
             partition = check_optional_int(partition, "partition")
         if timestamp is not None:
             timestamp = check_optional_int(timestamp, "timestamp")
-        return topic, value, key, headers, partition, timestamp
+        return call(topic, value, key, headers, partition, timestamp, last)
 
     def _prepare_batch(self, messages: Iterable[Message]) -> list[Message]:
         if self._closed:
@@ -85,8 +100,8 @@ class _ProducerCore:
                 and m.timestamp is None
             ):
                 continue
-            _, value, key, headers, partition, timestamp = self._prepare(
-                m.topic, m.value, m.key, m.headers, m.partition, m.timestamp
+            _, value, key, headers, partition, timestamp, _ = self._handoff(
+                _fields, m.topic, m.value, m.key, m.headers, m.partition, m.timestamp, None
             )
             if (
                 value is not m.value
@@ -159,8 +174,16 @@ class Producer(_ProducerCore):
         it and ``bus.TimeoutError`` if no acknowledgement came within ``timeout``
         seconds (default: the producer's ``delivery_timeout``).
         """
-        prepared = self._prepare(topic, value, key, headers, partition, timestamp)
-        return self._driver.send(*prepared, check_timeout(timeout))
+        return self._handoff(
+            self._driver.send,
+            topic,
+            value,
+            key,
+            headers,
+            partition,
+            timestamp,
+            check_timeout(timeout),
+        )
 
     def send_batch(
         self, messages: Iterable[Message], *, timeout: float | None = None
@@ -190,28 +213,9 @@ class Producer(_ProducerCore):
         called exactly once, possibly before ``enqueue`` returns and possibly from
         another thread of the backend.
         """
-        # The hot path: _prepare's checks, inlined.
-        if self._closed:
-            raise ClosedError("Producer is closed")
-        if topic not in self._topics:
-            self._topics.add(check_topic(topic))
-        if self._encode_value is not None:
-            value = serialize(self._encode_value, value, "value", topic)
-        elif value is not None and value.__class__ is not bytes:
-            value = check_bytes(value, "value")
-        if key is not None:
-            if self._encode_key is not None:
-                key = serialize(self._encode_key, key, "key", topic)
-            elif key.__class__ is not bytes:
-                key = check_bytes(key, "key")
-        headers = () if headers is None else check_headers(headers)
-        if partition is not None:
-            partition = check_optional_int(partition, "partition")
-        if timestamp is not None:
-            timestamp = check_optional_int(timestamp, "timestamp")
-        if on_delivery is not None:
+        if on_delivery is not None and not callable(on_delivery):
             self._check_callback(on_delivery)
-        self._enqueue(topic, value, key, headers, partition, timestamp, on_delivery)
+        self._handoff(self._enqueue, topic, value, key, headers, partition, timestamp, on_delivery)
 
     def flush(self, timeout: float | None = None) -> None:
         """Wait until every enqueued message is acknowledged or failed.
@@ -269,8 +273,16 @@ class AsyncProducer(_ProducerCore):
         timeout: float | None = None,
     ) -> Delivery:
         """Write one message and return its ``Delivery`` once acknowledged."""
-        prepared = self._prepare(topic, value, key, headers, partition, timestamp)
-        return await self._driver.send(*prepared, check_timeout(timeout))
+        return await self._handoff(
+            self._driver.send,
+            topic,
+            value,
+            key,
+            headers,
+            partition,
+            timestamp,
+            check_timeout(timeout),
+        )
 
     async def send_batch(
         self, messages: Iterable[Message], *, timeout: float | None = None
@@ -291,10 +303,11 @@ class AsyncProducer(_ProducerCore):
         on_delivery: DeliveryCallback | None = None,
     ) -> None:
         """Hand a message over without waiting for its acknowledgement."""
-        prepared = self._prepare(topic, value, key, headers, partition, timestamp)
-        if on_delivery is not None:
+        if on_delivery is not None and not callable(on_delivery):
             self._check_callback(on_delivery)
-        await self._driver.enqueue(*prepared, on_delivery)
+        await self._handoff(
+            self._driver.enqueue, topic, value, key, headers, partition, timestamp, on_delivery
+        )
 
     async def flush(self, timeout: float | None = None) -> None:
         """Wait for every enqueued message; raise as ``Producer.flush`` does."""

@@ -229,10 +229,13 @@ class ConsumerState:
                 self.positions[tp] = position
                 continue
             end = position + count
-            if out:
-                out.extend(log[position:end])
-            else:
-                out = log[position:end]
+            name, partition = tp.topic, tp.partition
+            out += [
+                Message(name, value, key, headers, partition, offset, timestamp)
+                for offset, (value, key, headers, timestamp) in enumerate(
+                    log[position:end], position
+                )
+            ]
             self.positions[tp] = self.returned[tp] = end
             if len(out) >= max_messages:
                 break

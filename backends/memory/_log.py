@@ -1,6 +1,6 @@
 """The in-memory broker: named, process-wide models of a Kafka cluster.
 
-A ``Broker`` holds topics (each a list of partition logs of ``Message``s, offsets
+A ``Broker`` holds topics (each a list of partition logs of records, offsets
 from 0), consumer groups and committed positions. One lock guards it all; every
 operation under it is short and never blocks. Waiters are woken through a
 ``threading.Condition`` (blocking consumers) or their event loop (asyncio ones),
@@ -17,7 +17,7 @@ import time
 from collections.abc import Mapping
 from typing import Any
 
-from bus import Message, TopicExistsError, UnknownTopicError
+from bus import TopicExistsError, UnknownTopicError
 from bus._errors import ConfigError
 
 #: Kafka's default ``max.message.bytes`` (1 MiB plus the batch overhead).
@@ -67,14 +67,20 @@ def now_ms() -> int:
     return time.time_ns() // 1_000_000
 
 
+#: A record in a partition log: value, key, headers, timestamp. Plain tuples, not
+#: ``Message``s: the garbage collector stops tracking them, so a long log costs no
+#: collection time; consumers build the ``Message`` they hand out.
+Record = tuple[bytes | None, bytes | None, tuple[tuple[str, bytes], ...], int]
+
+
 class Topic:
-    """A topic: ``logs[p]`` is partition ``p``'s log; a message's offset is its index."""
+    """A topic: ``logs[p]`` is partition ``p``'s log; a record's offset is its index."""
 
     __slots__ = ("config", "log_append_time", "logs", "max_bytes", "max_payload", "name")
 
     def __init__(self, name: str, partitions: int, config: Mapping[str, str]):
         self.name = name
-        self.logs: list[list[Message]] = [[] for _ in range(partitions)]
+        self.logs: list[list[Record]] = [[] for _ in range(partitions)]
         self.config = dict(config)
         self.max_bytes = int(config.get("max.message.bytes", DEFAULT_MAX_MESSAGE_BYTES))
         #: key + value bytes that surely fit a headerless record; larger ones are measured

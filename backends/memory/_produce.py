@@ -66,7 +66,8 @@ class Appender:
         headers: tuple[tuple[str, bytes], ...],
         partition: int | None,
         timestamp: int | None,
-    ) -> Message:
+    ) -> tuple[int, int, int]:
+        """Append one record; return its partition, offset and timestamp."""
         # The hot path of every memory benchmark: kept flat on purpose.
         logs = topic.logs
         count = len(logs)
@@ -85,9 +86,9 @@ class Appender:
         if timestamp is None or topic.log_append_time:
             timestamp = time_ns() // 1_000_000
         log = logs[partition]
-        message = Message(topic.name, value, key, headers, partition, len(log), timestamp)
-        log.append(message)
-        return message
+        offset = len(log)
+        log.append((value, key, headers, timestamp))
+        return partition, offset, timestamp
 
     def append(
         self,
@@ -101,9 +102,9 @@ class Appender:
         """Write one message; raise what the broker would refuse it for."""
         broker = self.broker
         with broker.lock:
-            m = self._append(self._topic(topic), value, key, headers, partition, timestamp)
+            where = self._append(self._topic(topic), value, key, headers, partition, timestamp)
             broker.notify()
-        return Delivery(m.topic, m.partition, m.offset, m.timestamp)  # type: ignore[arg-type]
+        return Delivery(topic, *where)
 
     def enqueue(
         self,
@@ -121,7 +122,7 @@ class Appender:
         try:
             with broker.lock:
                 found = broker.topics.get(topic)
-                m = self._append(
+                where = self._append(
                     found if found is not None else self._topic(topic),
                     value,
                     key,
@@ -138,7 +139,7 @@ class Appender:
                 on_delivery(None, error)
             return
         if on_delivery is not None:
-            on_delivery(Delivery(m.topic, m.partition, m.offset, m.timestamp), None)  # type: ignore[arg-type]
+            on_delivery(Delivery(topic, *where), None)
 
     def append_batch(self, messages: Sequence[Message]) -> list[Delivery | BusError]:
         """Write every message under one lock; one outcome per message, in order.
@@ -184,7 +185,7 @@ class Appender:
                     timestamp = now
                 log = logs[partition]
                 offset = len(log)
-                log.append(Message(name, value, key, headers, partition, offset, timestamp))
+                log.append((value, key, headers, timestamp))
                 add(Delivery(name, partition, offset, timestamp))
             broker.notify()
         return outcomes
