@@ -136,7 +136,7 @@ def test_unknown_option_exits_2_naming_it(url: str, capsys: pytest.CaptureFixtur
     "bad_url",
     [
         "memory://user:hunter2@cli-secret?bogus=1",
-        "kafka://user:hunter2@127.0.0.1:1",
+        "kafka://user:hunter2@127.0.0.1:1?admin_timeout=1",
         "nope://user:hunter2@host",
         "::user:hunter2@",
         "kafka:/user:hunter2@host:9092",  # one slash: not a URL, still a password

@@ -17,9 +17,6 @@ from backends.kafka._producer import KafkaProducer
 from backends.kafka._settings import common_config, consumer_config, producer_config
 from bus.spi import Backend, BackendConfig, ConsumerDriver, ProducerDriver
 
-#: Seconds an admin request (and the wait for its metadata to show) may take.
-ADMIN_TIMEOUT = 30.0
-
 
 class KafkaBackend(Backend):
     """Admin calls go through one ``AdminClient``, made on first use. After creating or
@@ -29,6 +26,7 @@ class KafkaBackend(Backend):
     def __init__(self, config: BackendConfig):
         self._common = common_config(config.url, config.options)
         self._options = config.options
+        self._timeout: float = config.options.get("admin_timeout", 30.0)
         self._admin_client: AdminClient | None = None
         self._lock = threading.Lock()
 
@@ -61,11 +59,19 @@ class KafkaBackend(Backend):
                     raise with_cause(mapped(exc, "config", "kafka:// admin"), exc) from None
             return self._admin_client
 
+    def _metadata(self, topic: str | None = None) -> Any:
+        try:
+            if topic is None:
+                return self._admin().list_topics(timeout=self._timeout)
+            return self._admin().list_topics(topic, timeout=self._timeout)
+        except KafkaException as exc:
+            raise with_cause(mapped(exc, OTHER, "cluster metadata"), exc) from None
+
     def _wait_for(self, name: str, partitions: int | None) -> None:
         """Until metadata shows ``name`` with ``partitions`` (``None``: until it is gone)."""
-        deadline = time.monotonic() + ADMIN_TIMEOUT
+        deadline = time.monotonic() + self._timeout
         while time.monotonic() < deadline:
-            meta = self._admin().list_topics(timeout=ADMIN_TIMEOUT).topics.get(name)
+            meta = self._metadata().topics.get(name)
             present = meta is not None and meta.error is None
             if partitions is None and not present:
                 return
@@ -79,7 +85,7 @@ class KafkaBackend(Backend):
                 return
             time.sleep(0.05)
         raise bus.TimeoutError(
-            f"topic {name!r} did not {'appear' if partitions else 'go'} within {ADMIN_TIMEOUT:g}s"
+            f"topic {name!r} did not {'appear' if partitions else 'go'} within {self._timeout:g}s"
         )
 
     def create_topic(
@@ -91,24 +97,24 @@ class KafkaBackend(Backend):
             replication_factor=replication_factor,
             config=dict(config),
         )
-        future = self._admin().create_topics([topic], request_timeout=ADMIN_TIMEOUT)[name]
+        future = self._admin().create_topics([topic], request_timeout=self._timeout)[name]
         try:
-            future.result(timeout=ADMIN_TIMEOUT)
+            future.result(timeout=self._timeout)
         except KafkaException as exc:
             raise with_cause(mapped(exc, OTHER, f"create topic {name!r}"), exc) from None
         self._wait_for(name, partitions)
 
     def delete_topic(self, name: str) -> None:
-        future = self._admin().delete_topics([name], request_timeout=ADMIN_TIMEOUT)[name]
+        future = self._admin().delete_topics([name], request_timeout=self._timeout)[name]
         try:
-            future.result(timeout=ADMIN_TIMEOUT)
+            future.result(timeout=self._timeout)
         except KafkaException as exc:
             raise with_cause(mapped(exc, OTHER, f"delete topic {name!r}"), exc) from None
         self._wait_for(name, None)
 
     def topics(self) -> dict[str, int]:
         """Every topic but Kafka's internal ones (names starting with ``__``)."""
-        meta = self._admin().list_topics(timeout=ADMIN_TIMEOUT)
+        meta = self._metadata()
         return {
             name: len(t.partitions)
             for name, t in sorted(meta.topics.items())
@@ -116,7 +122,7 @@ class KafkaBackend(Backend):
         }
 
     def partitions(self, topic: str) -> list[int]:
-        meta = self._admin().list_topics(topic, timeout=ADMIN_TIMEOUT).topics.get(topic)
+        meta = self._metadata(topic).topics.get(topic)
         if meta is None or meta.error is not None or not meta.partitions:
             raise bus.UnknownTopicError(f"topic {topic!r} does not exist")
         return sorted(meta.partitions)

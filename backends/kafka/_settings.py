@@ -6,7 +6,7 @@ import logging
 from collections.abc import Mapping
 from typing import Any
 
-from bus._options import BUS, Option, mapping, text
+from bus._options import BUS, Option, mapping, seconds, text
 from bus._url import BusURL
 
 LOGGER = logging.getLogger("bus.kafka")
@@ -23,6 +23,13 @@ OPTIONS: tuple[Option, ...] = (
         "librdkafka settings passed through as they are (dotted names).",
         mapping,
         mapping=True,
+    ),
+    Option(
+        "admin_timeout",
+        frozenset({BUS}),
+        30.0,
+        "Seconds an admin call (create_topic, topics, ...) may take.",
+        seconds,
     ),
     Option(
         "security_protocol",
