@@ -72,15 +72,16 @@ class AsyncMemoryConsumer(AsyncConsumerDriver):
         self._on_revoke = settings["on_revoke"]
 
     async def _rebalance(self) -> None:
+        """As the blocking driver's: revoke (callback first), then claim."""
         state = self._state
         with state.broker.lock:
-            revoked = state.rebalance_begin()
-        if revoked is None:
-            return
+            revoked = state.revoke_begin()
         if revoked:
             await _call(self._on_revoke, revoked)
+            with state.broker.lock:
+                state.revoke_finish(revoked)
         with state.broker.lock:
-            gained = state.rebalance_finish()
+            gained = state.claim()
         if gained:
             await _call(self._on_assign, gained)
 
@@ -97,8 +98,8 @@ class AsyncMemoryConsumer(AsyncConsumerDriver):
                 if state.woken:
                     state.woken = False
                     return []
-                if state.group is not None and state.generation != state.group.generation:
-                    continue
+                if state.needs_rebalance():
+                    continue  # the group changed meanwhile
                 batch = state.fetch(max_messages)
                 now = time.monotonic()
                 state.maybe_auto_commit(now)

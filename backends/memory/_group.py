@@ -101,13 +101,12 @@ class ConsumerState:
         self.auto_commit = bool(settings["auto_commit"]) and group is not None
         self.interval: float = settings["auto_commit_interval"]
         self.next_commit = time.monotonic() + self.interval
-        self.assigned: frozenset[TopicPartition] = frozenset()
-        self.positions: dict[TopicPartition, int] = {}  # claimed partitions: next offset
-        self.sought: dict[TopicPartition, int] = {}  # seeks on partitions not claimed yet
+        self.assigned: frozenset[TopicPartition] = frozenset()  # held: owned and read
+        self.target: frozenset[TopicPartition] = frozenset()  # the group's wish for us
+        self.positions: dict[TopicPartition, int] = {}  # held partitions: next offset
         self.returned: dict[TopicPartition, int] = {}  # after the batch last handed out
         self.processed: dict[TopicPartition, int] = {}
         self.generation = 0
-        self.pending: tuple[int, frozenset[TopicPartition]] | None = None
         self.woken = False
         self.rotation = 0
         self.group: Group | None = None
@@ -143,23 +142,8 @@ class ConsumerState:
             self.positions[tp] = self._reset(tp)
         self.assigned = now
 
-    def _claim(self) -> None:
-        group = self.group
-        if group is None:
-            return
-        for tp in self.assigned:
-            if tp in self.positions or group.owner.get(tp, self.id) != self.id:
-                continue
-            group.owner[tp] = self.id
-            if tp in self.sought:
-                self.positions[tp] = self.sought.pop(tp)
-            else:
-                committed = group.committed.get(tp)
-                self.positions[tp] = self._reset(tp) if committed is None else committed
-
     def _forget(self, tp: TopicPartition) -> None:
         self.positions.pop(tp, None)
-        self.sought.pop(tp, None)
         self.returned.pop(tp, None)
         self.processed.pop(tp, None)
         if self.group is not None and self.group.owner.get(tp) == self.id:
@@ -167,37 +151,58 @@ class ConsumerState:
 
     # -- rebalance ---------------------------------------------------------------------------
 
-    def rebalance_begin(self) -> frozenset[TopicPartition] | None:
-        """Start applying a new generation: commit the processed positions of the
-        partitions to lose (if auto-committing) and return them; ``None`` if there is
-        nothing to apply."""
+    def revoke_begin(self) -> frozenset[TopicPartition] | None:
+        """Apply a new generation's target: commit the processed positions of the held
+        partitions it no longer has (if auto-committing) and return them, still held,
+        for ``on_revoke``; ``None`` if there is nothing to give up."""
         group = self.group
         if group is None:
             self.refresh_standalone()
             return None
-        if self.generation == group.generation:
+        if self.generation != group.generation:
+            self.generation = group.generation
+            self.target = group.target.get(self.id, frozenset())
+        revoked = self.assigned - self.target
+        if not revoked:
             return None
-        target = group.target.get(self.id, frozenset())
-        self.pending = (group.generation, target)
-        revoked = self.assigned - target
-        if revoked and self.auto_commit:
+        if self.auto_commit:
             self.commit_processed(revoked)
         return revoked
 
-    def rebalance_finish(self) -> frozenset[TopicPartition]:
-        """Release the lost partitions, take the new assignment; return the gained ones."""
-        assert self.pending is not None
-        generation, target = self.pending
-        self.pending = None
-        lost = self.assigned - target
-        for tp in lost:
+    def revoke_finish(self, revoked: frozenset[TopicPartition]) -> None:
+        """Release ``revoked``: from now on another member may claim them."""
+        for tp in revoked:
             self._forget(tp)
-        gained = target - self.assigned
-        self.assigned = target
-        self.generation = generation
-        if lost:
-            self.broker.notify()
-        return gained
+        self.assigned -= revoked
+        self.broker.notify()
+
+    def claim(self) -> frozenset[TopicPartition]:
+        """Take every partition of the target that no other member holds any more; each
+        starts at the group's committed position (else ``offset_reset``). Returns the
+        ones gained, for ``on_assign``."""
+        group = self.group
+        if group is None or self.target == self.assigned:
+            return frozenset()
+        gained = set()
+        for tp in self.target - self.assigned:
+            if group.owner.get(tp, self.id) != self.id or tp.topic not in self.broker.topics:
+                continue
+            group.owner[tp] = self.id
+            committed = group.committed.get(tp)
+            self.positions[tp] = self._reset(tp) if committed is None else committed
+            gained.add(tp)
+        self.assigned |= gained
+        return frozenset(gained)
+
+    def needs_rebalance(self) -> bool:
+        """Whether a new generation waits to be applied or a partition of the target
+        has been released and can be claimed."""
+        group = self.group
+        if group is None:
+            return False
+        if self.generation != group.generation:
+            return True
+        return any(group.owner.get(tp) is None for tp in self.target - self.assigned)
 
     # -- reading -------------------------------------------------------------------------------
 
@@ -208,8 +213,7 @@ class ConsumerState:
             self.returned = {}
 
     def fetch(self, max_messages: int) -> list[Message]:
-        """Up to ``max_messages`` from the claimed partitions, rotating the start."""
-        self._claim()
+        """Up to ``max_messages`` from the held partitions, rotating the start."""
         if not self.positions:
             return []
         tps = list(self.positions)
@@ -247,10 +251,7 @@ class ConsumerState:
                 f"cannot seek {tp.topic}[{tp.partition}]: not assigned to this "
                 f"consumer (assigned: {sorted(self.assigned)})"
             )
-        if tp in self.positions:
-            self.positions[tp] = offset
-        else:
-            self.sought[tp] = offset
+        self.positions[tp] = offset
         self.returned.pop(tp, None)
 
     # -- committing ----------------------------------------------------------------------------

@@ -64,15 +64,18 @@ class MemoryConsumer(ConsumerDriver):
         self._on_revoke = settings["on_revoke"]
 
     def _rebalance(self) -> None:
+        """Give up what the group moved away (``on_revoke`` first, while still held),
+        then take what is free (``on_assign``). User callbacks run without the lock."""
         state = self._state
         with state.broker.lock:
-            revoked = state.rebalance_begin()
-        if revoked is None:
-            return
-        if revoked and self._on_revoke is not None:
-            self._on_revoke(set(revoked))
+            revoked = state.revoke_begin()
+        if revoked:
+            if self._on_revoke is not None:
+                self._on_revoke(set(revoked))
+            with state.broker.lock:
+                state.revoke_finish(revoked)
         with state.broker.lock:
-            gained = state.rebalance_finish()
+            gained = state.claim()
         if gained and self._on_assign is not None:
             self._on_assign(set(gained))
 
@@ -88,8 +91,8 @@ class MemoryConsumer(ConsumerDriver):
                 if state.woken:
                     state.woken = False
                     return []
-                if state.group is not None and state.generation != state.group.generation:
-                    continue  # another rebalance came in meanwhile
+                if state.needs_rebalance():
+                    continue  # the group changed meanwhile  # another rebalance came in meanwhile
                 batch = state.fetch(max_messages)
                 now = time.monotonic()
                 state.maybe_auto_commit(now)
