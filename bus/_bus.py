@@ -143,10 +143,11 @@ class Bus:
             check_topic(t)
         return tuple(dict.fromkeys(topics))
 
-    @staticmethod
-    def _group(group: Any) -> str | None:
+    def _group(self, group: Any) -> str | None:
         if group is not None and (not isinstance(group, str) or not group):
             raise TypeError(f"group must be a non-empty str or None, not {group!r}")
+        if group is not None:
+            self._need("consumer_groups", "consumer group")
         return group
 
     def producer(self, **options: Any) -> Producer:
@@ -155,7 +156,15 @@ class Bus:
         settings = self._settings(PRODUCER, options)
         value, key = self._codec(settings, "serializer"), self._codec(settings, "key_serializer")
         driver = self._backend.producer(settings)
-        return self._track(Producer(driver, self.backend, encoder(value), encoder(key)))
+        return self._track(
+            Producer(
+                driver,
+                self.backend,
+                encoder(value),
+                encoder(key),
+                capabilities=self.capabilities,
+            )
+        )
 
     def consumer(self, *topics: str, group: str | None = None, **options: Any) -> Consumer:
         """A blocking ``Consumer`` of ``topics``, in ``group`` (``None``: no group, read
@@ -169,7 +178,15 @@ class Bus:
         )
         driver = self._backend.consumer(names, group, settings)
         return self._track(
-            Consumer(driver, self.backend, names, group, decoder(value), decoder(key))
+            Consumer(
+                driver,
+                self.backend,
+                names,
+                group,
+                decoder(value),
+                decoder(key),
+                capabilities=self.capabilities,
+            )
         )
 
     def async_producer(self, **options: Any) -> AsyncProducer:
@@ -178,7 +195,15 @@ class Bus:
         settings = self._settings(PRODUCER, options)
         value, key = self._codec(settings, "serializer"), self._codec(settings, "key_serializer")
         driver = self._backend.async_producer(settings)
-        return self._track(AsyncProducer(driver, self.backend, encoder(value), encoder(key)))
+        return self._track(
+            AsyncProducer(
+                driver,
+                self.backend,
+                encoder(value),
+                encoder(key),
+                capabilities=self.capabilities,
+            )
+        )
 
     def async_consumer(
         self, *topics: str, group: str | None = None, **options: Any
@@ -193,7 +218,15 @@ class Bus:
         )
         driver = self._backend.async_consumer(names, group, settings)
         return self._track(
-            AsyncConsumer(driver, self.backend, names, group, decoder(value), decoder(key))
+            AsyncConsumer(
+                driver,
+                self.backend,
+                names,
+                group,
+                decoder(value),
+                decoder(key),
+                capabilities=self.capabilities,
+            )
         )
 
     # -- admin ------------------------------------------------------------------------------

@@ -10,7 +10,7 @@ from typing import Any
 from bus._checks import check_max_messages, check_optional_int, check_timeout, check_topic
 from bus._checks import deserialize_messages as _decode
 from bus._codecs import Decoder
-from bus._errors import ClosedError
+from bus._errors import ClosedError, UnsupportedError
 from bus._message import Message, TopicPartition
 from bus.spi import AsyncConsumerDriver, ConsumerDriver
 
@@ -25,7 +25,9 @@ class _ConsumerCore:
         group: str | None,
         decode_value: Decoder | None,
         decode_key: Decoder | None,
+        capabilities: frozenset[str] | None,
     ):
+        self._can_seek = capabilities is None or "seek" in capabilities
         self._backend = backend
         self.topics = topics
         self.group = group
@@ -44,8 +46,11 @@ class _ConsumerCore:
             return _decode(batch, self._decode_value, self._decode_key)
         return batch
 
-    @staticmethod
-    def _check_seek(topic: Any, partition: Any, offset: Any) -> tuple[str, int, int]:
+    def _check_seek(self, topic: Any, partition: Any, offset: Any) -> tuple[str, int, int]:
+        if not self._can_seek:
+            raise UnsupportedError(
+                f"backend {self._backend!r} cannot seek (it lacks the 'seek' capability)"
+            )
         check_topic(topic)
         p = check_optional_int(partition, "partition")
         o = check_optional_int(offset, "offset")
@@ -90,8 +95,10 @@ class Consumer(_ConsumerCore):
         group: str | None,
         decode_value: Decoder | None = None,
         decode_key: Decoder | None = None,
+        *,
+        capabilities: frozenset[str] | None = None,
     ):
-        super().__init__(backend, topics, group, decode_value, decode_key)
+        super().__init__(backend, topics, group, decode_value, decode_key, capabilities)
         self._driver = driver
         self._io = threading.RLock()  # held while the driver polls; close() waits for it
         self._state = threading.Lock()
@@ -181,8 +188,10 @@ class AsyncConsumer(_ConsumerCore):
         group: str | None,
         decode_value: Decoder | None = None,
         decode_key: Decoder | None = None,
+        *,
+        capabilities: frozenset[str] | None = None,
     ):
-        super().__init__(backend, topics, group, decode_value, decode_key)
+        super().__init__(backend, topics, group, decode_value, decode_key, capabilities)
         self._driver = driver
         self._io: asyncio.Lock | None = None  # made lazily: it binds to the running loop
 

@@ -18,6 +18,7 @@ import attrs
 
 from bus._codecs import Codec
 from bus._errors import ConfigError
+from bus._url import is_secret_key
 
 BUS, PRODUCER, CONSUMER = "bus", "producer", "consumer"
 CLIENTS = frozenset({PRODUCER, CONSUMER})
@@ -333,12 +334,3 @@ def redact(options: Mapping[str, Any], table: OptionTable) -> dict[str, Any]:
         else:
             shown[name] = value
     return shown
-
-
-_SECRET_WORDS = ("password", "secret", "token", "credential", "private.key", "key.pem")
-
-
-def is_secret_key(key: str) -> bool:
-    """Whether a backend-native setting name holds a credential (``sasl.password``, ...)."""
-    lowered = key.lower()
-    return any(word in lowered for word in _SECRET_WORDS)

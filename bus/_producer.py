@@ -18,9 +18,9 @@ from bus._checks import (
     serialize,
 )
 from bus._codecs import Encoder
-from bus._errors import ClosedError
+from bus._errors import ClosedError, UnsupportedError
 from bus._message import Delivery, Message
-from bus.spi import AsyncProducerDriver, DeliveryCallback, ProducerDriver
+from bus.spi import CAPABILITIES, AsyncProducerDriver, DeliveryCallback, ProducerDriver
 
 _T = TypeVar("_T")
 
@@ -32,12 +32,27 @@ def _fields(*fields: Any) -> tuple[Any, ...]:
 class _ProducerCore:
     """What both producers share: argument checks and serialization, no I/O."""
 
-    def __init__(self, backend: str, encode_value: Encoder | None, encode_key: Encoder | None):
+    def __init__(
+        self,
+        backend: str,
+        encode_value: Encoder | None,
+        encode_key: Encoder | None,
+        capabilities: frozenset[str] | None,
+    ):
         self._backend = backend
         self._encode_value = encode_value
         self._encode_key = encode_key
         self._topics: set[str] = set()  # names already checked
         self._closed = False
+        caps = CAPABILITIES.keys() if capabilities is None else capabilities
+        self._no_headers = "headers" not in caps
+        self._no_timestamps = "timestamps" not in caps
+
+    def _unsupported(self, what: str, capability: str) -> UnsupportedError:
+        return UnsupportedError(
+            f"backend {self._backend!r} cannot carry {what} (it lacks the {capability!r} "
+            "capability)"
+        )
 
     def _handoff(
         self,
@@ -68,11 +83,18 @@ class _ProducerCore:
                     key = check_bytes(key, "key")
             else:
                 key = serialize(self._encode_key, key, "key", topic)
-        headers = () if headers is None else check_headers(headers)
+        if headers is None:
+            headers = ()
+        else:
+            headers = check_headers(headers)
+            if headers and self._no_headers:
+                raise self._unsupported("headers", "headers")
         if partition is not None:
             partition = check_optional_int(partition, "partition")
         if timestamp is not None:
             timestamp = check_optional_int(timestamp, "timestamp")
+            if self._no_timestamps:
+                raise self._unsupported("a producer timestamp", "timestamps")
         return call(topic, value, key, headers, partition, timestamp, last)
 
     def _prepare_batch(self, messages: Iterable[Message]) -> list[Message]:
@@ -85,6 +107,8 @@ class _ProducerCore:
                 f"send_batch takes an iterable of bus.Message, not {type(messages).__name__}"
             ) from None
         plain = self._encode_value is None and self._encode_key is None
+        if self._no_headers or self._no_timestamps:
+            plain = False  # every message takes the checked path
         for i, m in enumerate(batch):
             if m.__class__ is not Message:
                 raise TypeError(
@@ -151,8 +175,10 @@ class Producer(_ProducerCore):
         backend: str,
         encode_value: Encoder | None = None,
         encode_key: Encoder | None = None,
+        *,
+        capabilities: frozenset[str] | None = None,
     ):
-        super().__init__(backend, encode_value, encode_key)
+        super().__init__(backend, encode_value, encode_key, capabilities)
         self._driver = driver
         self._enqueue = driver.enqueue
         self._close_lock = threading.Lock()
@@ -257,8 +283,10 @@ class AsyncProducer(_ProducerCore):
         backend: str,
         encode_value: Encoder | None = None,
         encode_key: Encoder | None = None,
+        *,
+        capabilities: frozenset[str] | None = None,
     ):
-        super().__init__(backend, encode_value, encode_key)
+        super().__init__(backend, encode_value, encode_key, capabilities)
         self._driver = driver
 
     async def send(

@@ -15,6 +15,16 @@ import attrs
 
 from bus._errors import ConfigError
 
+_SECRET_WORDS = ("password", "secret", "token", "credential", "private.key", "key.pem")
+
+
+def is_secret_key(key: str) -> bool:
+    """Whether an option or backend-native setting name holds a credential
+    (``sasl_password``, ``config.sasl.password``, ...)."""
+    lowered = key.lower()
+    return any(word in lowered for word in _SECRET_WORDS)
+
+
 DEFAULT_URL = "memory://"
 ENV_VAR = "BUS_URL"
 
@@ -41,11 +51,12 @@ class BusURL:
         return tuple(h.strip() for h in self.location.split(",") if h.strip())
 
     def redacted(self) -> str:
-        """The URL as text with the password replaced by ``***``."""
+        """The URL as text with every credential (the password, and query values whose
+        names say password, secret, token, ...) replaced by ``***``."""
         auth = ""
         if self.username is not None:
             auth = self.username + (":***" if self.password is not None else "") + "@"
-        query = "&".join(f"{k}={v}" for k, v in self.query)
+        query = "&".join(f"{k}={'***' if is_secret_key(k) else v}" for k, v in self.query)
         return f"{self.scheme}://{auth}{self.location}{self.path}" + (f"?{query}" if query else "")
 
     def __str__(self) -> str:

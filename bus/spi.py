@@ -11,8 +11,13 @@ The wrappers do everything that does not depend on the transport, identically fo
 every backend: argument checking (``TypeError`` for wrong types), serialization,
 header normalisation, the closed state and ``ClosedError``, ``DeliveryError`` for a
 failed ``send_batch``, iteration and ``close()`` from another thread or task.
-A driver therefore sees bytes and checked arguments, and is called by one thread
-(or task) at a time, except ``wakeup()``, which may come from any thread.
+A driver therefore sees bytes and checked arguments. Threads: a ``ProducerDriver``
+must be thread-safe (``Producer`` is, and does not serialize calls); an
+``AsyncProducerDriver`` is used from one event loop. A consumer driver's
+``poll_batch`` is called by one thread (or task) at a time, and ``close`` never while
+it runs; ``commit`` and ``seek`` come from the same thread, possibly from inside
+``poll_batch`` (an ``on_revoke`` callback committing); ``wakeup()`` may come from any
+thread.
 
 Backends raise ``bus`` errors, keeping the native exception as ``__cause__``.
 """
@@ -107,7 +112,8 @@ class Backend:
     complete: every option of that scope with its default filled in (codecs are
     handled by the wrappers and removed). The admin methods block; an asyncio-only
     backend runs them on its own loop thread. ``close()`` releases the connection
-    after the ``Bus`` has closed every client it made; it is called once.
+    after the ``Bus`` has closed every blocking client it made (``Bus.aclose()`` closes
+    the asyncio ones first); it is called once.
     """
 
     def producer(self, settings: Mapping[str, Any]) -> ProducerDriver:

@@ -132,7 +132,33 @@ def test_connect_uses_a_third_party_backend_and_its_capabilities(fresh_registry:
     with bus.connect("toy://somewhere?client_id=svc") as b:
         assert b.backend == "toy"
         assert b.capabilities == frozenset({"async"})
-        with pytest.raises(bus.UnsupportedError, match=r"no blocking API; use kafka:// or memory://"):
+        with pytest.raises(
+            bus.UnsupportedError, match=r"no blocking API; use kafka:// or memory://"
+        ):
             b.producer()
     assert made[0].url.location == "somewhere"
     assert made[0].options == {"client_id": "svc"}
+
+
+def test_the_core_refuses_what_a_backend_lacks(fresh_registry: None) -> None:
+    from backends.memory import bus_register_backends as memory_backends
+
+    (memory,) = memory_backends()
+    lean = BackendDescriptor("lean", ("lean",), frozenset({"sync"}), memory.factory)
+    bus._plugins.reset_registry(Registry.load(plugins=[_Plugin(lean)]))
+    with bus.connect("lean://lean-test") as b:
+        producer = b.producer()
+        with pytest.raises(bus.UnsupportedError, match="'headers' capability"):
+            producer.send("t", b"x", headers={"h": b"v"})
+        with pytest.raises(bus.UnsupportedError, match="'timestamps' capability"):
+            producer.enqueue("t", b"x", timestamp=5)
+        with pytest.raises(bus.UnsupportedError, match="'headers' capability"):
+            producer.send_batch([bus.Message("t", b"x", headers=(("h", b"v"),))])
+        assert producer.send("t", b"plain").offset == 0
+        with pytest.raises(bus.UnsupportedError, match="no consumer group API"):
+            b.consumer("t", group="g")
+        consumer = b.consumer("t", offset_reset="earliest")
+        with pytest.raises(bus.UnsupportedError, match="cannot seek"):
+            consumer.seek("t", 0, 0)
+        with pytest.raises(bus.UnsupportedError, match="no admin API"):
+            b.topics()

@@ -59,3 +59,10 @@ def test_text_that_is_not_a_url_is_a_config_error(bad: str) -> None:
 def test_a_url_must_be_a_string() -> None:
     with pytest.raises(TypeError, match="url must be a str"):
         parse_url(9092)  # type: ignore[arg-type]
+
+
+def test_secret_query_values_are_masked() -> None:
+    url = parse_url("kafka://h:9092?sasl_password=hunter2&config.sasl.password=hunter3&acks=1")
+    for shown in (str(url), repr(url)):
+        assert "hunter" not in shown
+        assert "sasl_password=***" in shown and "acks=1" in shown
