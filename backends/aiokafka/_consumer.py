@@ -1,0 +1,288 @@
+"""The asyncio consumer on ``AIOKafkaConsumer``, started on first use.
+
+aiokafka's own auto-commit commits positions (what was fetched), so it is off: this
+driver commits processed positions itself on the interval, when partitions are
+revoked (the rebalance listener runs before they move) and on close. aiokafka's
+group protocol is eager: ``on_revoke`` gets every partition, then ``on_assign`` the
+new set, so replaying the callbacks gives the assignment, as on the other backends.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import logging
+import time
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener
+from aiokafka import TopicPartition as RawTP
+from aiokafka.errors import KafkaError
+
+import bus
+from backends.aiokafka._errors import COMMIT, OTHER, REBALANCE_NOTE, mapped
+from bus.spi import AsyncConsumerDriver
+
+LOGGER = logging.getLogger("bus.aiokafka")
+
+#: Longest one wait lasts before looking at ``wakeup()`` and deadlines again.
+_SLICE = 0.2
+#: How often a consumer without a group looks for new partitions of its topics.
+_METADATA_EVERY = 5.0
+#: Seconds the first connection may take before ``poll`` reports it to ``on_error``.
+_START_TIMEOUT = 30.0
+#: aiokafka retries a lost broker silently; while polls come back empty, the driver
+#: asks for cluster metadata this often and tells ``on_error`` when nobody answers.
+_HEALTH_EVERY = 2.0
+
+Key = tuple[str, int]
+
+
+async def _call(callback: Callable[..., Any] | None, argument: Any) -> None:
+    if callback is not None:
+        result = callback(argument)
+        if inspect.isawaitable(result):
+            await result
+
+
+class _Listener(ConsumerRebalanceListener):  # type: ignore[misc]
+    def __init__(self, driver: AioKafkaConsumer):
+        self._driver = driver
+
+    async def on_partitions_revoked(self, revoked: Any) -> None:
+        await self._driver.partitions_revoked({(tp.topic, tp.partition) for tp in revoked})
+
+    async def on_partitions_assigned(self, assigned: Any) -> None:
+        await self._driver.partitions_assigned({(tp.topic, tp.partition) for tp in assigned})
+
+
+class AioKafkaConsumer(AsyncConsumerDriver):
+    def __init__(
+        self,
+        kwargs: Mapping[str, Any],
+        topics: tuple[str, ...],
+        group: str | None,
+        settings: Mapping[str, Any],
+    ):
+        self._kwargs = dict(kwargs)
+        self._topics = topics
+        self._group = group
+        self._on_assign = settings["on_assign"]
+        self._on_revoke = settings["on_revoke"]
+        self._on_error: Callable[[bus.BusError], Any] | None = settings["on_error"]
+        self._auto_commit = bool(settings["auto_commit"]) and group is not None
+        self._interval: float = settings["auto_commit_interval"]
+        self._next_commit = time.monotonic() + self._interval
+        self._raw: AIOKafkaConsumer | None = None
+        self._assigned: set[Key] = set()
+        self._returned: dict[Key, int] = {}
+        self._processed: dict[Key, int] = {}
+        self._committed: dict[Key, int] = {}
+        self._woken = False
+        self._next_metadata = 0.0
+        self._next_health = time.monotonic() + _HEALTH_EVERY
+        self._health: asyncio.Task[None] | None = None
+
+    # -- life cycle --------------------------------------------------------------------------
+
+    async def _consumer(self) -> AIOKafkaConsumer:
+        if self._raw is not None:
+            return self._raw
+        raw = AIOKafkaConsumer(**self._kwargs)
+        if self._group is not None:
+            raw.subscribe(topics=list(self._topics), listener=_Listener(self))
+        try:
+            await asyncio.wait_for(raw.start(), _START_TIMEOUT)
+        except (KafkaError, asyncio.TimeoutError, OSError) as exc:
+            await raw.stop()
+            raise mapped(exc, OTHER, "aiokafka:// consumer could not start") from exc
+        self._raw = raw
+        if self._group is None:
+            await self._refresh_standalone()
+        return raw
+
+    async def _refresh_standalone(self) -> None:
+        """No group: read every partition of the topics that exists (new ones too)."""
+        assert self._raw is not None
+        self._next_metadata = time.monotonic() + _METADATA_EVERY
+        await self._raw._client.force_metadata_update()
+        wanted = {(t, p) for t in self._topics for p in (self._raw.partitions_for_topic(t) or ())}
+        if wanted - self._assigned:
+            self._raw.assign([RawTP(t, p) for t, p in sorted(wanted | self._assigned)])
+            self._assigned |= wanted
+
+    # -- rebalance listener -------------------------------------------------------------------
+
+    async def partitions_revoked(self, lost: set[Key]) -> None:
+        if self._auto_commit:
+            await self._commit_positions(
+                {k: v for k, v in self._processed.items() if k in lost}, quiet=True
+            )
+        self._assigned -= lost
+        for key in lost:
+            self._returned.pop(key, None)
+            self._processed.pop(key, None)
+        if lost:
+            await _call(self._on_revoke, {bus.TopicPartition(t, p) for t, p in lost})
+
+    async def partitions_assigned(self, gained: set[Key]) -> None:
+        self._assigned |= gained
+        if gained:
+            await _call(self._on_assign, {bus.TopicPartition(t, p) for t, p in gained})
+
+    # -- processed positions ------------------------------------------------------------------
+
+    def _mark_processed(self) -> None:
+        if self._returned:
+            self._processed.update({k: v for k, v in self._returned.items() if k in self._assigned})
+            self._returned = {}
+
+    async def _commit_positions(self, positions: Mapping[Key, int], *, quiet: bool) -> None:
+        todo = {k: v for k, v in positions.items() if self._committed.get(k) != v}
+        if not todo or self._raw is None:
+            return
+        try:
+            await self._raw.commit({RawTP(t, p): o for (t, p), o in todo.items()})
+        except KafkaError as exc:
+            error = mapped(exc, COMMIT, "commit failed")
+            if not quiet:
+                raise error from exc
+            self._report(error)
+            return
+        self._committed.update(todo)
+
+    def _report(self, error: bus.BusError) -> None:
+        if self._on_error is not None:
+            self._on_error(error)
+        else:
+            LOGGER.warning("aiokafka consumer: %s", error)
+
+    async def _maybe_auto_commit(self) -> None:
+        if self._auto_commit and time.monotonic() >= self._next_commit:
+            self._next_commit = time.monotonic() + self._interval
+            await self._commit_positions(
+                {k: v for k, v in self._processed.items() if k in self._assigned}, quiet=True
+            )
+
+    # -- the driver ------------------------------------------------------------------------------
+
+    async def poll_batch(self, max_messages: int, timeout: float | None) -> list[bus.Message]:
+        self._mark_processed()
+        deadline = None if timeout is None else time.monotonic() + timeout
+        try:
+            raw = await self._consumer()
+        except bus.BusError as error:
+            self._report(error)
+            if deadline is not None:
+                await asyncio.sleep(max(0.0, deadline - time.monotonic()))
+            return []
+        while True:
+            await self._maybe_auto_commit()
+            if self._woken:
+                self._woken = False
+                return []
+            if self._group is None and time.monotonic() >= self._next_metadata:
+                await self._refresh_standalone()
+            wait = (
+                _SLICE if deadline is None else max(0.0, min(_SLICE, deadline - time.monotonic()))
+            )
+            try:
+                records = await raw.getmany(timeout_ms=int(wait * 1000), max_records=max_messages)
+            except KafkaError as exc:
+                self._report(mapped(exc, OTHER, "fetch failed"))
+                records = {}
+            if records:
+                self._next_health = time.monotonic() + _HEALTH_EVERY
+                return self._convert(records)
+            self._check_health(raw)
+            if deadline is not None and time.monotonic() >= deadline:
+                return []
+
+    def _check_health(self, raw: AIOKafkaConsumer) -> None:
+        """While idle, check in the background that the cluster still answers."""
+        now = time.monotonic()
+        if now < self._next_health or (self._health is not None and not self._health.done()):
+            return
+        self._next_health = now + _HEALTH_EVERY
+        self._health = asyncio.get_running_loop().create_task(self._probe(raw))
+
+    async def _probe(self, raw: AIOKafkaConsumer) -> None:
+        try:
+            # aiokafka's client is private, but it is the only way to learn that the
+            # brokers are gone: the consumer itself retries without a word.
+            await asyncio.wait_for(raw._client.fetch_all_metadata(), _HEALTH_EVERY)
+        except (KafkaError, asyncio.TimeoutError, OSError) as exc:
+            self._report(mapped(exc, OTHER, "the cluster does not answer (retrying)"))
+
+    def _convert(self, records: Mapping[Any, list[Any]]) -> list[bus.Message]:
+        out: list[bus.Message] = []
+        returned = self._returned
+        for tp, batch in records.items():
+            topic, partition = tp.topic, tp.partition
+            for r in batch:
+                headers = r.headers
+                out.append(
+                    bus.Message(
+                        topic,
+                        r.value,
+                        r.key,
+                        tuple(headers) if headers else (),
+                        partition,
+                        r.offset,
+                        r.timestamp,
+                    )
+                )
+            if batch:
+                returned[(topic, partition)] = batch[-1].offset + 1
+        return out
+
+    async def commit(self, message: bus.Message | None) -> None:
+        if self._group is None:
+            raise bus.CommitError(
+                "this consumer has no group, so there is nothing to commit "
+                "to; pass group=... to async_consumer()"
+            )
+        if message is None:
+            self._mark_processed()
+            await self._commit_positions(
+                {k: v for k, v in self._processed.items() if k in self._assigned}, quiet=False
+            )
+            return
+        key: Key = (message.topic, message.partition)  # type: ignore[assignment]
+        if key not in self._assigned:
+            raise bus.CommitError(
+                f"cannot commit {key[0]}[{key[1]}]: the partition is not "
+                f"assigned to this consumer ({REBALANCE_NOTE})"
+            )
+        end = message.offset + 1  # type: ignore[operator]
+        await self._commit_positions({key: end}, quiet=False)
+        if self._processed.get(key, -1) < end:
+            self._processed[key] = end
+
+    async def seek(self, topic: str, partition: int, offset: int) -> None:
+        if (topic, partition) not in self._assigned:
+            raise ValueError(f"cannot seek {topic}[{partition}]: not assigned to this consumer")
+        raw = await self._consumer()
+        self._returned.pop((topic, partition), None)
+        raw.seek(RawTP(topic, partition), offset)
+
+    def assignment(self) -> frozenset[bus.TopicPartition]:
+        return frozenset(bus.TopicPartition(t, p) for t, p in self._assigned)
+
+    def wakeup(self) -> None:
+        self._woken = True
+
+    async def close(self, timeout: float | None) -> None:
+        if self._health is not None:
+            self._health.cancel()
+        if self._raw is None:
+            return
+        try:
+            if self._auto_commit:
+                await self._commit_positions(
+                    {k: v for k, v in self._processed.items() if k in self._assigned},
+                    quiet=True,
+                )
+        finally:
+            await self._raw.stop()

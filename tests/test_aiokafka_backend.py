@@ -1,0 +1,209 @@
+"""What the aiokafka:// backend adds to the conformance suite: configuration, faults,
+cancellation, commits during a rebalance, admin from inside a running loop."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import uuid
+from collections.abc import Iterator
+
+import pytest
+from kafka_harness import KafkaCluster
+
+import bus
+
+
+def _topic() -> str:
+    return f"ak-{uuid.uuid4().hex[:10]}"
+
+
+@pytest.fixture
+def url(kafka_broker) -> str:  # type: ignore[no-untyped-def]
+    return f"aiokafka://{kafka_broker.bootstrap_servers}"
+
+
+@pytest.fixture(scope="module")
+def own_broker(kafka_broker) -> Iterator[KafkaCluster]:  # type: ignore[no-untyped-def]
+    """A broker of this module's own, to stop and restart without disturbing others."""
+    cluster = KafkaCluster(1)
+    cluster.start()
+    try:
+        yield cluster
+    finally:
+        cluster.stop()
+
+
+def test_an_unknown_aiokafka_argument_is_refused_with_a_suggestion(url: str) -> None:
+    with bus.connect(url, config={"request_timeout": 5}) as b:
+        with pytest.raises(bus.ConfigError, match="did you mean 'request_timeout_ms'"):
+            b.async_producer()
+        with pytest.raises(bus.ConfigError, match="no argument 'request_timeout'"):
+            b.async_consumer("t")
+
+
+def test_there_is_no_blocking_api_and_the_error_names_kafka(url: str) -> None:
+    with bus.connect(url) as b, pytest.raises(bus.UnsupportedError, match="kafka://"):
+        b.producer()
+
+
+def test_passwords_never_show(url: str) -> None:
+    host = url.removeprefix("aiokafka://")
+    b = bus.connect(f"aiokafka://alice:hunter2@{host}", sasl_password="hunter3")
+    assert "hunter2" not in repr(b) and "hunter3" not in repr(b)
+    b.close()
+
+
+def test_send_batch_uses_batches_and_keeps_input_order(url: str) -> None:
+    topic = _topic()
+
+    async def main() -> list[bus.Delivery]:
+        async with bus.connect(url) as b:
+            b.create_topic(topic, partitions=3)
+            async with b.async_producer() as producer:
+                messages = [bus.Message(topic, b"%d" % i, key=b"k%d" % i) for i in range(300)]
+                return await producer.send_batch(messages)
+
+    deliveries = asyncio.run(main())
+    assert [d.partition for d in deliveries] == [
+        bus.murmur2_partition(b"k%d" % i, 3) for i in range(300)
+    ]
+    for partition in range(3):
+        offsets = [d.offset for d in deliveries if d.partition == partition]
+        assert offsets == list(range(len(offsets)))
+
+
+def test_admin_works_from_inside_a_running_loop(url: str) -> None:
+    topic = _topic()
+
+    async def main() -> dict[str, int]:
+        with bus.connect(url) as b:
+            b.create_topic(topic, partitions=2)
+            return await asyncio.to_thread(b.topics)
+
+    assert asyncio.run(main())[topic] == 2
+
+
+def test_a_cancelled_iteration_loses_nothing(url: str) -> None:
+    topic = _topic()
+    group = f"g-{topic}"
+
+    async def main() -> tuple[list[bytes], list[bytes]]:
+        async with bus.connect(url) as b:
+            b.create_topic(topic)
+            async with b.async_producer() as producer:
+                for i in range(10):
+                    await producer.send(topic, b"%d" % i)
+            first: list[bytes] = []
+            consumer = b.async_consumer(topic, group=group, offset_reset="earliest")
+
+            async def read() -> None:
+                async for message in consumer:
+                    first.append(message.value)
+                    if len(first) == 4:
+                        await asyncio.sleep(3600)  # cancelled here, holding message 3
+
+            task = asyncio.create_task(read())
+            while len(first) < 4:
+                await asyncio.sleep(0.01)
+            task.cancel()
+            with pytest.raises(asyncio.CancelledError):
+                await task
+            await consumer.close()
+            rest: list[bytes] = []
+            async with b.async_consumer(topic, group=group, offset_reset="earliest") as second:
+                deadline = time.monotonic() + 30
+                while len(rest) < 7 and time.monotonic() < deadline:
+                    rest += [m.value for m in await second.poll_batch(100, timeout=0.5)]
+            return first, rest
+
+    first, rest = asyncio.run(main())
+    assert first == [b"0", b"1", b"2", b"3"]
+    assert rest == [b"%d" % i for i in range(3, 10)]  # 3 was not processed: it comes again
+
+
+def test_a_commit_during_a_rebalance_is_a_commit_error_that_explains_itself(url: str) -> None:
+    topic = _topic()
+    group = f"g-{topic}"
+
+    async def main() -> bus.CommitError | None:
+        async with bus.connect(url) as b:
+            b.create_topic(topic, partitions=2)
+            async with b.async_producer() as producer:
+                await producer.send(topic, b"x", partition=0)
+            first = b.async_consumer(topic, group=group, offset_reset="earliest")
+            message = None
+            deadline = time.monotonic() + 30
+            while message is None and time.monotonic() < deadline:
+                message = await first.poll(timeout=0.5)
+            assert message is not None
+            second = b.async_consumer(topic, group=group, offset_reset="earliest")
+            join = asyncio.create_task(second.poll(timeout=10))
+            caught = None
+            deadline = time.monotonic() + 20
+            while time.monotonic() < deadline:
+                try:
+                    await first.commit(message)
+                except bus.CommitError as error:
+                    caught = error
+                    break
+                await asyncio.sleep(0.05)
+            await join
+            await second.close()
+            await first.close()
+            return caught
+
+    caught = asyncio.run(main())
+    if caught is not None:  # the rebalance may also fall between two commits
+        assert "delivered again" in str(caught) or "not assigned" in str(caught)
+        assert caught.__cause__ is not None or "not assigned" in str(caught)
+
+
+def test_a_stopped_broker_times_out_on_time_and_both_clients_carry_on_after_restart(
+    own_broker: KafkaCluster,
+) -> None:
+    topic = _topic()
+    errors: list[bus.BusError] = []
+
+    async def main() -> list[bytes]:
+        async with bus.connect(f"aiokafka://{own_broker.bootstrap_servers}") as b:
+            b.create_topic(topic)
+            producer = b.async_producer()
+            consumer = b.async_consumer(
+                topic, group=f"g-{topic}", offset_reset="earliest", on_error=errors.append
+            )
+            await producer.send(topic, b"before")
+            first = None
+            deadline = time.monotonic() + 30
+            while first is None and time.monotonic() < deadline:
+                first = await consumer.poll(timeout=0.5)
+            assert first is not None and first.value == b"before"
+
+            await asyncio.to_thread(own_broker.nodes[0].stop)
+            started = time.monotonic()
+            with pytest.raises(bus.TimeoutError):
+                await producer.send(topic, b"during", timeout=2.0)
+            assert time.monotonic() - started < 4.0
+            started = time.monotonic()
+            assert await consumer.poll(timeout=1.0) is None
+            assert time.monotonic() - started < 2.5
+            deadline = time.monotonic() + 15
+            while not errors and time.monotonic() < deadline:
+                await consumer.poll(timeout=0.5)
+            assert errors, "on_error heard nothing while the broker was down"
+
+            await asyncio.to_thread(own_broker.nodes[0].restart)
+            await producer.send(topic, b"after", timeout=60)
+            seen: list[bytes] = []
+            deadline = time.monotonic() + 60
+            while b"after" not in seen and time.monotonic() < deadline:
+                message = await consumer.poll(timeout=1)
+                if message is not None:
+                    seen.append(message.value)
+            await consumer.close()
+            await producer.close()
+            return seen
+
+    seen = asyncio.run(main())
+    assert seen[-1] == b"after"
+    assert set(seen) <= {b"during", b"after"}
