@@ -55,6 +55,8 @@ test: lint typecheck unit
 
 bench: $(VENV)/.bench
 	$(BIN)/python -m bench.memory
+	$(BIN)/python -m bench.kafka
+	$(BIN)/python -m bench.aiokafka
 
 docs: $(VENV)/.docs
 	$(BIN)/mkdocs build --strict -d site

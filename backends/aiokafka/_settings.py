@@ -9,7 +9,7 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from bus._errors import ConfigError, UnsupportedError
-from bus._options import BUS, CLIENTS, Option, mapping, text
+from bus._options import BUS, CLIENTS, Option, mapping, seconds, text
 from bus._url import BusURL
 
 #: Options of the aiokafka:// backend besides the core ones. Any aiokafka keyword
@@ -24,6 +24,13 @@ OPTIONS: tuple[Option, ...] = (
         "aiokafka keyword arguments passed through as they are.",
         mapping,
         mapping=True,
+    ),
+    Option(
+        "admin_timeout",
+        frozenset({BUS}),
+        30.0,
+        "Seconds an admin call (create_topic, topics, ...) may take.",
+        seconds,
     ),
     Option(
         "security_protocol",
