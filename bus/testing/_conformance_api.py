@@ -1,0 +1,263 @@
+"""Conformance: what the API checks for every backend: codecs (``serializer``,
+``deserializer``, ``SerializationError``), ``TypeError`` for wrong arguments,
+``ConfigError`` for unknown options, capabilities and ``Bus.close``, the admin API."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+
+import bus
+from bus.spi import CAPABILITIES
+from bus.testing._conformance_common import (
+    eventually,
+    needs,
+)
+from bus.testing.helpers import (
+    consume,
+    poll_until,
+)
+
+__all__ = ["TestArguments", "TestBus", "TestCodecs"]
+
+# The producer is typed Any: these calls break the signatures on purpose.
+_BAD_SENDS: dict[str, Callable[[Any, str], Any]] = {
+    "str value": lambda p, t: p.send(t, "text"),
+    "int value": lambda p, t: p.send(t, 5),
+    "str key": lambda p, t: p.send(t, b"v", key="k"),
+    "int topic": lambda p, t: p.send(5, b"v"),
+    "str partition": lambda p, t: p.send(t, b"v", partition="0"),
+    "float partition": lambda p, t: p.send(t, b"v", partition=0.0),
+    "bool partition": lambda p, t: p.send(t, b"v", partition=True),
+    "str timestamp": lambda p, t: p.send(t, b"v", timestamp="now"),
+    "int header value": lambda p, t: p.send(t, b"v", headers=[("h", 1)]),
+    "bytes header name": lambda p, t: p.send(t, b"v", headers=[(b"h", b"v")]),
+    "header not a pair": lambda p, t: p.send(t, b"v", headers=["h"]),
+    "str timeout": lambda p, t: p.send(t, b"v", timeout="1"),
+    "batch of bytes": lambda p, t: p.send_batch([b"v"]),
+    "batch not iterable": lambda p, t: p.send_batch(5),
+    "enqueue str value": lambda p, t: p.enqueue(t, "text"),
+}
+
+
+@needs("sync")
+class TestCodecs:
+    def test_json_serializer_and_deserializer_round_trip(
+        self, message_bus: bus.Bus, bus_topic: str
+    ) -> None:
+        document = {"id": 7, "tags": ["a", "é"], "ok": True, "none": None}
+        with message_bus.producer(serializer="json", key_serializer="json") as producer:
+            producer.send(bus_topic, document, key=[1, 2], partition=0)
+        with message_bus.consumer(
+            bus_topic, offset_reset="earliest", deserializer="json", key_deserializer="json"
+        ) as consumer:
+            [message] = consume(consumer, 1)
+        assert (message.value, message.key) == (document, [1, 2])
+
+    def test_str_codec_writes_utf8(self, message_bus: bus.Bus, bus_topic: str) -> None:
+        with message_bus.producer(serializer="str", key_serializer="str") as producer:
+            producer.send(bus_topic, "héllo", key="clé", partition=0)
+        with message_bus.consumer(
+            bus_topic, offset_reset="earliest", deserializer="str", key_deserializer="str"
+        ) as consumer:
+            [decoded] = consume(consumer, 1)
+        with message_bus.consumer(bus_topic, offset_reset="earliest") as raw:
+            [encoded] = consume(raw, 1)
+        assert (decoded.value, decoded.key) == ("héllo", "clé")
+        assert (encoded.value, encoded.key) == ("héllo".encode(), "clé".encode())
+
+    def test_callables_serve_as_codecs(self, message_bus: bus.Bus, bus_topic: str) -> None:
+        with message_bus.producer(serializer=lambda n: b"%d" % n) as producer:
+            producer.send(bus_topic, 41, partition=0)
+        with message_bus.consumer(
+            bus_topic, offset_reset="earliest", deserializer=lambda b: int(b) + 1
+        ) as consumer:
+            assert [m.value for m in consume(consumer, 1)] == [42]
+
+    def test_codec_set_on_the_connection_applies_to_its_clients(
+        self, bus_url: str, bus_topic: str, message_bus: bus.Bus
+    ) -> None:
+        with bus.connect(bus_url, serializer="json", deserializer="json") as connection:
+            with connection.producer() as producer:
+                producer.send(bus_topic, {"a": 1}, partition=0)
+            with connection.consumer(bus_topic, offset_reset="earliest") as consumer:
+                assert [m.value for m in consume(consumer, 1)] == [{"a": 1}]
+
+    def test_none_is_not_serialized(self, message_bus: bus.Bus, bus_topic: str) -> None:
+        with message_bus.producer(serializer="json") as producer:
+            producer.send(bus_topic, None, partition=0)
+        with message_bus.consumer(
+            bus_topic, offset_reset="earliest", deserializer="json"
+        ) as consumer:
+            assert [m.value for m in consume(consumer, 1)] == [None]
+        with message_bus.consumer(bus_topic, offset_reset="earliest") as raw:
+            assert [m.value for m in consume(raw, 1)] == [None]
+
+    def test_serializer_failure_raises_serialization_error(
+        self, message_bus: bus.Bus, bus_topic: str
+    ) -> None:
+        with message_bus.producer(serializer="json") as producer:
+            with pytest.raises(bus.SerializationError) as caught:
+                producer.send(bus_topic, object(), partition=0)
+            assert isinstance(caught.value.__cause__, TypeError)
+            with pytest.raises(bus.SerializationError):
+                producer.send_batch([bus.Message(bus_topic, {1, 2}, partition=0)])
+            with pytest.raises(bus.SerializationError):
+                producer.enqueue(bus_topic, object(), partition=0)
+            # nothing was written
+            assert producer.send(bus_topic, "fine", partition=0).offset == 0
+
+    def test_deserializer_failure_raises_serialization_error(
+        self, message_bus: bus.Bus, bus_topic: str
+    ) -> None:
+        with message_bus.producer() as producer:
+            producer.send(bus_topic, b"\xffnot json", partition=0)
+        with message_bus.consumer(
+            bus_topic, offset_reset="earliest", deserializer="json"
+        ) as consumer:
+            with pytest.raises(bus.SerializationError) as caught:
+                poll_until(consumer, bool)
+            assert caught.value.__cause__ is not None
+
+    def test_unknown_codec_name_is_a_config_error(
+        self, message_bus: bus.Bus, bus_topic: str
+    ) -> None:
+        with pytest.raises(bus.ConfigError, match="nope"):
+            message_bus.producer(serializer="nope")
+        with pytest.raises(bus.ConfigError, match="nope"):
+            message_bus.consumer(bus_topic, deserializer="nope")
+
+
+@needs("sync")
+class TestArguments:
+    @pytest.mark.parametrize("call", list(_BAD_SENDS.values()), ids=list(_BAD_SENDS))
+    def test_wrong_argument_types_raise_type_error(
+        self, message_bus: bus.Bus, bus_topic: str, call: Callable[[Any, str], Any]
+    ) -> None:
+        with message_bus.producer() as producer:
+            with pytest.raises(TypeError):
+                call(producer, bus_topic)
+            assert producer.send(bus_topic, b"after", partition=0).offset == 0
+
+    def test_type_error_says_what_to_pass_instead(
+        self, message_bus: bus.Bus, bus_topic: str
+    ) -> None:
+        with message_bus.producer() as producer, pytest.raises(TypeError, match="serializer"):
+            producer.send(bus_topic, "text")
+
+    def test_invalid_topic_name_is_a_value_error(
+        self, message_bus: bus.Bus, bus_topic: str
+    ) -> None:
+        with message_bus.producer() as producer:
+            for name in ("", "a b", "..", "x" * 250):
+                with pytest.raises(ValueError):
+                    producer.send(name, b"v")
+
+    def test_wrong_consumer_arguments_raise_type_error(
+        self, message_bus: bus.Bus, bus_topic: str
+    ) -> None:
+        with pytest.raises(TypeError):
+            message_bus.consumer()
+        with pytest.raises(TypeError):
+            message_bus.consumer(5)  # type: ignore[arg-type]
+        with pytest.raises(TypeError):
+            message_bus.consumer(bus_topic, group=5)  # type: ignore[arg-type]
+
+    @pytest.mark.parametrize(
+        ("make", "typo", "suggestion"),
+        [
+            ("producer", "ack", "acks"),
+            ("producer", "linger_msec", "linger_ms"),
+            ("consumer", "offset_rest", "offset_reset"),
+            ("consumer", "auto_comit", "auto_commit"),
+            ("connect", "client_idd", "client_id"),
+        ],
+    )
+    def test_unknown_option_is_a_config_error_suggesting_the_closest(
+        self,
+        message_bus: bus.Bus,
+        bus_url: str,
+        bus_topic: str,
+        make: str,
+        typo: str,
+        suggestion: str,
+    ) -> None:
+        with pytest.raises(bus.ConfigError) as caught:
+            if make == "producer":
+                message_bus.producer(**{typo: "x"})
+            elif make == "consumer":
+                message_bus.consumer(bus_topic, **{typo: "x"})
+            else:
+                bus.connect(bus_url, **{typo: "x"}).close()
+        assert typo in str(caught.value)
+        assert repr(suggestion) in str(caught.value) or suggestion in str(caught.value)
+        assert isinstance(caught.value, ValueError)
+
+    def test_bad_option_values_are_config_errors(
+        self, message_bus: bus.Bus, bus_topic: str
+    ) -> None:
+        with pytest.raises(bus.ConfigError, match="offset_reset"):
+            message_bus.consumer(bus_topic, offset_reset="middle")
+        with pytest.raises(bus.ConfigError, match="acks"):
+            message_bus.producer(acks=2)
+        with pytest.raises(bus.ConfigError, match="compression"):
+            message_bus.producer(compression="brotli")
+        with pytest.raises(bus.ConfigError, match="offset_reset"):
+            message_bus.producer(offset_reset="earliest")  # a consumer option
+
+
+class TestBus:
+    def test_capabilities_are_known_words(self, message_bus: bus.Bus) -> None:
+        assert isinstance(message_bus.backend, str)
+        assert message_bus.backend
+        assert isinstance(message_bus.capabilities, frozenset)
+        assert message_bus.capabilities <= set(CAPABILITIES)
+        assert message_bus.capabilities & {"sync", "async"}
+
+    def test_missing_api_mode_raises_unsupported_error(self, message_bus: bus.Bus) -> None:
+        missing = {"sync", "async"} - message_bus.capabilities
+        if not missing:
+            pytest.skip(f"backend {message_bus.backend!r} has both API modes")
+        factories: dict[str, list[Callable[[], Any]]] = {
+            "sync": [message_bus.producer, lambda: message_bus.consumer("t")],
+            "async": [message_bus.async_producer, lambda: message_bus.async_consumer("t")],
+        }
+        for mode in missing:
+            for factory in factories[mode]:
+                with pytest.raises(bus.UnsupportedError):
+                    factory()
+
+    @needs("sync")
+    def test_bus_close_closes_its_clients(self, message_bus: bus.Bus, bus_topic: str) -> None:
+        producer = message_bus.producer()
+        producer.enqueue(bus_topic, b"flushed by close", partition=0)
+        consumer = message_bus.consumer(bus_topic)
+        message_bus.close()
+        message_bus.close()
+        with pytest.raises(bus.ClosedError):
+            producer.send(bus_topic, b"v")
+        with pytest.raises(bus.ClosedError):
+            consumer.poll(timeout=0)
+        with pytest.raises(bus.ClosedError):
+            message_bus.producer()
+
+    @needs("admin")
+    def test_admin_creates_lists_and_deletes_topics(
+        self, message_bus: bus.Bus, bus_topic: str
+    ) -> None:
+        from bus.testing.plugin import unique_topic_name
+
+        name = unique_topic_name("admin")
+        count = 2 if "partitions" in message_bus.capabilities else 1
+        message_bus.create_topic(name, count)
+        eventually(lambda: message_bus.topics().get(name) == count, f"{name} is listed")
+        assert message_bus.partitions(name) == list(range(count))
+        with pytest.raises(bus.TopicExistsError):
+            message_bus.create_topic(name, count)
+        message_bus.delete_topic(name)
+        eventually(lambda: name not in message_bus.topics(), f"{name} is gone")
+        with pytest.raises(bus.UnknownTopicError):
+            message_bus.partitions(name)
+        assert bus_topic in message_bus.topics()
