@@ -1,0 +1,842 @@
+"""Throughput of the aiokafka:// backend beside raw aiokafka and FastStream.
+
+All run on a real Apache Kafka broker, in one asyncio process. Every message is 100
+bytes. Every producer, ours and the peers', runs with the ``AIOKafkaProducer`` keyword
+arguments polybus itself gives aiokafka, captured from the backend rather than retyped
+(acks="all", enable_idempotence, linger_ms 5, max_batch_size 1,000,000, no
+compression, request_timeout_ms 120,000); FastStream's ``KafkaBroker`` takes the same
+ones. Each producer run writes to a fresh 1-partition topic, created before the clock
+starts; the producer is started and has one acknowledged message in that topic before
+the clock starts (connection, producer id and topic metadata are start-up, not
+throughput), and the topic must then hold exactly N + 1 records, with no failure.
+
+The consumer runs read one 1-partition topic, written once at the start with M
+messages. Each run makes a fresh consumer (no group, every partition assigned, from
+the earliest offset, the consumer arguments polybus uses) before the clock; the clock
+covers its start (connection, metadata) and reading the M messages. Every run must
+read exactly M, the last at offset M-1 with the value sent, and nothing after it.
+
+Pairs (ours, then the baseline, in turns in one process; each run on a fresh event
+loop):
+
+* ``aiokafka async enqueue``: ``await producer.enqueue(topic, value)`` N times, then
+  ``await flush()``, vs raw aiokafka: ``futs = [await p.send(topic, value) ...]`` then
+  ``await asyncio.gather(*futs)``. Goal: ratio >= 0.9.
+* ``aiokafka async send_batch``: ``await send_batch(chunk)`` of prebuilt ``bus.Message``
+  chunks, vs the same raw loop. Goal: >= 1.2 (batching should beat the naive loop).
+* ``aiokafka async poll_batch`` / ``aiokafka async iteration``: a ``poll_batch(500)``
+  loop / ``async for m in consumer`` vs a raw ``getmany(max_records=500)`` loop.
+  Goals: >= 0.95 / >= 0.85.
+* ``aiokafka async send vs faststream``: ``await send()`` one by one (waits for each
+  acknowledgement) vs FastStream's ``await broker.publish(value, topic)``.
+* ``aiokafka async enqueue vs faststream``: the enqueue loop vs FastStream's
+  ``publish(value, topic, no_confirm=True)`` one by one, then gathering the futures.
+* ``aiokafka async send_batch vs faststream``: ``send_batch`` vs FastStream's
+  ``publish_batch(*values, topic=topic)`` (one aiokafka batch per call, acknowledged),
+  same chunk size on both sides.
+
+FastStream (0.7) adds headers: ``publish`` two per message (``content-type`` and
+``correlation_id``, a fresh uuid4; 62 bytes of names and values), ``publish_batch`` one
+(``correlation_id``, one per call; 50 bytes). Its records are that much longer than
+ours; the payload is the same.
+
+Usage: ``python -m bench.aiokafka [--count N] [--quick] [--rounds R] [--bootstrap
+HOST:PORT] [--only TEXT]`` (``--help`` lists the rest). Without ``--bootstrap`` or
+``$KAFKA_BOOTSTRAP_SERVERS`` it starts its own single-node broker
+(``tests/kafka_harness``, 127.0.0.1) and stops it at the end.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import inspect
+import json
+import os
+import sys
+import time
+import uuid
+from collections.abc import Callable, Coroutine, Iterator
+from pathlib import Path
+from typing import Any
+
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+
+import bus
+from bench._common import (
+    BenchError,
+    Contender,
+    Run,
+    Stopwatch,
+    alternate,
+    check,
+    environment,
+    expect_count,
+    log,
+    parser,
+    payload,
+    row,
+    save,
+    settle,
+    table,
+)
+
+PREFIX = "aiokafka "
+SIZE = 100
+PARTITIONS = 1
+POLL = 500  # poll_batch(max_messages) and getmany(max_records)
+POLL_TIMEOUT = 5.0  # a wait this long for the next batch means the data is not there
+DRAIN_TIMEOUT = 0.3  # after the last message: nothing more may come
+DEFAULT_CHUNK = 10_000  # messages per send_batch call
+#: FastStream's publish_batch must fit one aiokafka batch (max_batch_size 1,000,000
+#: bytes); with its correlation_id header a record takes ~165 bytes: 10,000 overflow.
+DEFAULT_FASTSTREAM_CHUNK = 5_000
+DEFAULT_ROUNDS = 5
+#: send() waits for each acknowledgement (linger_ms 5 included): a few hundred a second.
+SEND_CAP = 300
+#: FastStream publishes some tens of thousands a second here: fewer keep its runs short.
+FASTSTREAM_CAP = 50_000
+PACKAGES = ["polybus", "aiokafka", "faststream", "attrs", "cramjam"]
+VALUE = payload(SIZE)
+REPO = Path(__file__).resolve().parents[1]
+
+
+# -- the broker ------------------------------------------------------------------------------
+
+
+@contextlib.contextmanager
+def kafka_broker(bootstrap: str | None) -> Iterator[tuple[str, str, int | None]]:
+    """Yield ``(bootstrap servers, where from, broker pid or None)``: the broker given,
+    else a fresh single-node one of the test harness, stopped at the end."""
+    if bootstrap:
+        yield bootstrap, "given", None
+        return
+    tests = str(REPO / "tests")
+    if tests not in sys.path:
+        sys.path.insert(0, tests)
+    from kafka_harness import KafkaCluster, KafkaHarnessError
+
+    cluster = KafkaCluster(1)
+    started = time.perf_counter()
+    try:
+        cluster.start()
+    except KafkaHarnessError as exc:
+        raise SystemExit(
+            f"bench.aiokafka: could not start a Kafka broker ({exc}); "
+            "give a running one with --bootstrap HOST:PORT"
+        ) from exc
+    try:
+        servers = cluster.bootstrap_servers
+        log(f"started a Kafka broker at {servers} ({time.perf_counter() - started:.1f} s)")
+        yield servers, "KafkaCluster(1) started by bench.aiokafka", cluster.nodes[0].pid
+    finally:
+        cluster.stop()
+
+
+def _process_cpu(pid: int | None) -> float | None:
+    """CPU seconds used so far by process ``pid`` (Linux ``/proc``), or None."""
+    if pid is None:
+        return None
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except (OSError, IndexError):
+        return None
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+class Clock(Stopwatch):
+    """A ``Stopwatch`` that also notes the broker's CPU seconds while it ran."""
+
+    def __init__(self, k: Kafka, label: str):
+        super().__init__()
+        self._k, self._label = k, label
+        self._broker0: float | None = None
+
+    def __enter__(self) -> Clock:
+        super().__enter__()
+        self._broker0 = _process_cpu(self._k.broker_pid)
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        super().__exit__(*exc_info)
+        end = _process_cpu(self._k.broker_pid)
+        if end is not None and self._broker0 is not None:
+            self._k.broker_cpu.setdefault(self._label, []).append(end - self._broker0)
+
+
+# -- what every run shares --------------------------------------------------------------------
+
+
+def _captured_kwargs(k: Kafka, topic: str) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The exact keyword arguments polybus gives ``AIOKafkaProducer`` for the bench's
+    producer and ``AIOKafkaConsumer`` for its group-less ``offset_reset="earliest"``
+    consumer: recorded, not retyped."""
+    from backends.aiokafka import _consumer, _producer
+
+    seen: dict[str, dict[str, Any]] = {}
+
+    def producer(**kwargs: Any) -> AIOKafkaProducer:
+        seen["producer"] = dict(kwargs)
+        return AIOKafkaProducer(**kwargs)
+
+    def consumer(**kwargs: Any) -> AIOKafkaConsumer:
+        seen["consumer"] = dict(kwargs)
+        return AIOKafkaConsumer(**kwargs)
+
+    async def probe() -> None:
+        p = k.producer()
+        await p.send(topic, VALUE)  # starts the aiokafka producer
+        await p.close()
+        c = k.consumer(topic)
+        got = await c.poll_batch(1, timeout=10)  # starts the aiokafka consumer
+        await c.close()
+        check("probe", len(got) == 1 and got[0].value == VALUE, f"read {got!r}")
+
+    # The drivers look the aiokafka classes up in their modules when they start.
+    check("probe", vars(_producer)["AIOKafkaProducer"] is AIOKafkaProducer, "another class")
+    check("probe", vars(_consumer)["AIOKafkaConsumer"] is AIOKafkaConsumer, "another class")
+    setattr(_producer, "AIOKafkaProducer", producer)  # noqa: B010
+    setattr(_consumer, "AIOKafkaConsumer", consumer)  # noqa: B010
+    try:
+        asyncio.run(probe())
+    finally:
+        setattr(_producer, "AIOKafkaProducer", AIOKafkaProducer)  # noqa: B010
+        setattr(_consumer, "AIOKafkaConsumer", AIOKafkaConsumer)  # noqa: B010
+    return seen["producer"], seen["consumer"]
+
+
+class Kafka:
+    """A connection to the broker (admin on polybus' own aiokafka bus), and the client
+    settings every contender uses."""
+
+    def __init__(self, bootstrap: str, broker_pid: int | None = None):
+        self.bootstrap = bootstrap
+        self.broker_pid = broker_pid
+        self.broker_cpu: dict[str, list[float]] = {}
+        self.bus = bus.connect(f"aiokafka://{bootstrap}")
+        self.topics: list[str] = []
+        self.producer_kwargs, self.consumer_kwargs = _captured_kwargs(self, self.topic("probe"))
+
+    def producer(self) -> bus.AsyncProducer:
+        return self.bus.async_producer()
+
+    def consumer(self, topic: str) -> bus.AsyncConsumer:
+        return self.bus.async_consumer(topic, offset_reset="earliest")
+
+    def topic(self, what: str) -> str:
+        """A fresh topic, created (and visible in the metadata) before any clock starts."""
+        name = f"bench-{what}-{uuid.uuid4().hex[:12]}"
+        self.bus.create_topic(name, partitions=PARTITIONS)
+        self.topics.append(name)
+        return name
+
+    async def expect_log(self, what: str, topic: str, n: int) -> None:
+        """Fail unless ``topic`` holds exactly ``n`` records (offsets 0..n-1)."""
+        checker = AIOKafkaConsumer(
+            bootstrap_servers=self.producer_kwargs["bootstrap_servers"], enable_auto_commit=False
+        )
+        await checker.start()
+        try:
+            tps = [TopicPartition(topic, p) for p in range(PARTITIONS)]
+            low = await checker.beginning_offsets(tps)
+            high = await checker.end_offsets(tps)
+        finally:
+            await checker.stop()
+        for tp in tps:
+            check(what, low[tp] == 0, f"partition {tp.partition} starts at offset {low[tp]}")
+        total = sum(high.values())
+        check(what, total == n, f"{total} records in {topic}, expected exactly {n}")
+
+    def close(self) -> None:
+        for name in self.topics:
+            with contextlib.suppress(bus.BusError):
+                self.bus.delete_topic(name)
+        self.bus.close()
+
+
+def in_loop(
+    prepare: Callable[[], Any], work: Callable[[Any, int], Coroutine[Any, Any, Run]]
+) -> Callable[[int], Run]:
+    """A run: ``prepare()`` outside any loop (blocking admin: a fresh topic), then
+    ``work(prepared, n)`` on a fresh event loop."""
+
+    def run(n: int) -> Run:
+        return asyncio.run(work(prepare(), n))
+
+    return run
+
+
+# -- producers ----------------------------------------------------------------------------------
+
+RAW_SEND = "aiokafka send() futures + gather"
+
+
+def polybus_enqueue(k: Kafka, label: str) -> Callable[[int], Run]:
+    async def work(topic: str, n: int) -> Run:
+        producer = k.producer()
+        await producer.send(topic, VALUE)  # ready: started, producer id, topic metadata
+        enqueue, value = producer.enqueue, VALUE
+        with Clock(k, label) as clock:
+            for _ in range(n):
+                await enqueue(topic, value)
+            await producer.flush()
+        await producer.close()
+        await k.expect_log(label, topic, n + 1)
+        return clock.run(n)
+
+    return in_loop(lambda: k.topic("enqueue"), work)
+
+
+def polybus_send_batch(k: Kafka, label: str, chunk: int) -> Callable[[int], Run]:
+    async def work(topic: str, n: int) -> Run:
+        producer = k.producer()
+        await producer.send(topic, VALUE)
+        chunks = [
+            [bus.Message(topic, VALUE) for _ in range(min(chunk, n - start))]
+            for start in range(0, n, chunk)
+        ]
+        send_batch = producer.send_batch
+        sent = 0
+        last: bus.Delivery | None = None
+        with Clock(k, label) as clock:
+            for messages in chunks:
+                deliveries = await send_batch(messages)
+                sent += len(deliveries)
+                last = deliveries[-1]
+        await producer.close()
+        check(label, sent == n, f"{sent} deliveries for {n} messages")
+        check(label, last is not None and last.offset == n, f"last delivery {last}")
+        await k.expect_log(label, topic, n + 1)
+        return clock.run(n)
+
+    return in_loop(lambda: k.topic("send-batch"), work)
+
+
+def polybus_send(k: Kafka, label: str) -> Callable[[int], Run]:
+    async def work(topic: str, n: int) -> Run:
+        producer = k.producer()
+        await producer.send(topic, VALUE)
+        send, value = producer.send, VALUE
+        delivery: bus.Delivery | None = None
+        with Clock(k, label) as clock:
+            for _ in range(n):
+                delivery = await send(topic, value)
+        await producer.close()
+        check(label, delivery is not None and delivery.offset == n, f"last delivery {delivery}")
+        await k.expect_log(label, topic, n + 1)
+        return clock.run(n)
+
+    return in_loop(lambda: k.topic("send"), work)
+
+
+def raw_send(k: Kafka, label: str = RAW_SEND) -> Callable[[int], Run]:
+    """The naive raw loop: await each ``send()`` (it waits only while aiokafka's
+    accumulator is full) for its future, then gather them all."""
+
+    async def work(topic: str, n: int) -> Run:
+        producer = AIOKafkaProducer(**k.producer_kwargs)
+        await producer.start()
+        await producer.send_and_wait(topic, VALUE)
+        send, value = producer.send, VALUE
+        with Clock(k, label) as clock:
+            futures = [await send(topic, value) for _ in range(n)]
+            metas = await asyncio.gather(*futures)
+        await producer.stop()
+        check(label, len(metas) == n, f"{len(metas)} acknowledgements for {n} messages")
+        check(label, metas[-1].offset == n, f"last offset {metas[-1].offset}, expected {n}")
+        await k.expect_log(label, topic, n + 1)
+        return clock.run(n)
+
+    return in_loop(lambda: k.topic("raw"), work)
+
+
+# -- a peer: FastStream's aiokafka broker -------------------------------------------------------
+
+FASTSTREAM_SEND = "faststream aiokafka publish (confirmed)"
+FASTSTREAM_ENQUEUE = "faststream aiokafka publish(no_confirm) + gather"
+FASTSTREAM_BATCH = "faststream aiokafka publish_batch"
+
+
+def faststream_kwargs(k: Kafka) -> dict[str, Any]:
+    """Our producer's aiokafka arguments as ``KafkaBroker`` arguments (it passes them to
+    its ``AIOKafkaProducer``); fail if FastStream does not take one of them."""
+    from faststream.kafka import KafkaBroker
+
+    taken = inspect.signature(KafkaBroker.__init__).parameters
+    kwargs = {key: v for key, v in k.producer_kwargs.items() if key != "bootstrap_servers"}
+    missing = [key for key in kwargs if key not in taken]
+    check("faststream", not missing, f"KafkaBroker takes no {missing}: settings would differ")
+    return kwargs
+
+
+def faststream_publish(k: Kafka, label: str, mode: str, chunk: int = 0) -> Callable[[int], Run]:
+    """A ``KafkaBroker`` connected, with one message acknowledged in the fresh topic,
+    before the clock starts; then ``mode``: ``confirm`` (``await broker.publish(value,
+    topic)`` N times), ``no_confirm`` (the same with ``no_confirm=True``, then gather the
+    futures) or ``batch`` (``publish_batch(*values, topic=topic)`` per ``chunk``)."""
+    from faststream.kafka import KafkaBroker
+
+    async def work(topic: str, n: int) -> Run:
+        broker = KafkaBroker(k.bootstrap, **faststream_kwargs(k))
+        await broker.connect()
+        try:
+            await broker.publish(VALUE, topic)  # ready: started, producer id, metadata
+            publish, publish_batch, value = broker.publish, broker.publish_batch, VALUE
+            chunks = [[value] * min(chunk, n - s) for s in range(0, n, chunk)] if chunk else []
+            with Clock(k, label) as clock:
+                if mode == "confirm":
+                    for _ in range(n):
+                        meta = await publish(value, topic)
+                elif mode == "no_confirm":
+                    futures = [await publish(value, topic, no_confirm=True) for _ in range(n)]
+                    meta = (await asyncio.gather(*futures))[-1]
+                else:
+                    for values in chunks:
+                        meta = await publish_batch(*values, topic=topic)
+        finally:
+            await broker.stop()
+        check(label, meta.offset + (len(chunks[-1]) if chunks else 1) == n + 1, f"last {meta}")
+        await k.expect_log(label, topic, n + 1)
+        return clock.run(n)
+
+    return in_loop(lambda: k.topic("faststream"), work)
+
+
+# -- consumers ----------------------------------------------------------------------------------
+
+RAW_GETMANY = f"aiokafka getmany(max_records={POLL})"
+
+
+def _verify_read(what: str, read: int, n: int, last: Any, more: int) -> None:
+    """Exactly ``n`` read, the last (a ``bus.Message`` or an aiokafka record) at offset
+    n-1 with the value sent, and ``more`` (read after it) zero."""
+    expect_count(what, read, n)
+    offset = None if last is None else last.offset
+    check(what, offset == n - 1, f"last offset {offset}, expected {n - 1}")
+    check(what, last is not None and last.value == VALUE, "the last value is not what was sent")
+    check(what, more == 0, f"{more} more messages after the {n} expected")
+
+
+def raw_getmany(k: Kafka, topic: str, total: int, label: str = RAW_GETMANY) -> Callable[[int], Run]:
+    """Our consumer's arguments; like our group-less consumer, start, then ``assign``
+    every partition of the topic (no committed offsets: read from the earliest). The
+    partitions are known here; ours asks the cluster for them, one more round trip."""
+
+    async def work(_: None, n: int) -> Run:
+        consumer = AIOKafkaConsumer(**k.consumer_kwargs)
+        getmany = consumer.getmany
+        read = 0
+        last: Any = None
+        more = 0
+        try:
+            with Clock(k, label) as clock:
+                await consumer.start()
+                consumer.assign([TopicPartition(topic, p) for p in range(PARTITIONS)])
+                while read < n:
+                    batches = await getmany(
+                        timeout_ms=int(POLL_TIMEOUT * 1000), max_records=min(POLL, n - read)
+                    )
+                    if not batches:
+                        break
+                    for records in batches.values():
+                        read += len(records)
+                        last = records[-1]
+            if n == total:
+                extra = await consumer.getmany(timeout_ms=int(DRAIN_TIMEOUT * 1000))
+                more = sum(len(r) for r in extra.values())
+        finally:
+            await consumer.stop()
+        _verify_read(label, read, n, last, more)
+        return clock.run(read)
+
+    return in_loop(lambda: None, work)
+
+
+def polybus_poll_batch(k: Kafka, topic: str, total: int, label: str) -> Callable[[int], Run]:
+    async def work(_: None, n: int) -> Run:
+        consumer = k.consumer(topic)
+        poll_batch = consumer.poll_batch
+        read = 0
+        last: bus.Message | None = None
+        with Clock(k, label) as clock:
+            while read < n:
+                batch = await poll_batch(min(POLL, n - read), timeout=POLL_TIMEOUT)
+                if not batch:
+                    break
+                read += len(batch)
+                last = batch[-1]
+        more = 0
+        if n == total:
+            more = len(await consumer.poll_batch(POLL, timeout=DRAIN_TIMEOUT))
+        await consumer.close()
+        _verify_read(label, read, n, last, more)
+        return clock.run(read)
+
+    return in_loop(lambda: None, work)
+
+
+def polybus_iteration(k: Kafka, topic: str, total: int, label: str) -> Callable[[int], Run]:
+    async def loop(consumer: bus.AsyncConsumer, n: int) -> tuple[int, bus.Message | None]:
+        read = 0
+        async for m in consumer:
+            read += 1
+            if read == n:
+                return read, m
+        return read, None
+
+    async def work(_: None, n: int) -> Run:
+        consumer = k.consumer(topic)
+        # Iteration waits while nothing comes: if the messages are not all there, the
+        # watchdog ends the wait and the count check below fails.
+        read, last = 0, None
+        with Clock(k, label) as clock, contextlib.suppress(asyncio.TimeoutError):
+            read, last = await asyncio.wait_for(loop(consumer, n), 60 + n / 10_000)
+        more = 0
+        if read == n == total:
+            more = len(await consumer.poll_batch(POLL, timeout=DRAIN_TIMEOUT))
+        await consumer.close()
+        _verify_read(label, read, n, last, more)
+        return clock.run(read)
+
+    return in_loop(lambda: None, work)
+
+
+def pre_produce(k: Kafka, n: int) -> str:
+    """The consumers' topic: ``n`` messages, written once with the raw producer (this
+    also warms the broker up before any timed run)."""
+    topic = k.topic("consume")
+
+    async def work() -> float:
+        producer = AIOKafkaProducer(**k.producer_kwargs)
+        await producer.start()
+        started = time.perf_counter()
+        try:
+            futures = [await producer.send(topic, VALUE) for _ in range(n)]
+            await asyncio.gather(*futures)
+        finally:
+            await producer.stop()
+        seconds = time.perf_counter() - started
+        await k.expect_log("pre-produce", topic, n)
+        return seconds
+
+    seconds = asyncio.run(work())
+    log(f"pre-produced {n:,} messages to {topic} ({seconds:.1f} s, {n / seconds:,.0f} msg/s)")
+    return topic
+
+
+# -- main -------------------------------------------------------------------------------------
+
+
+def _args(argv: list[str] | None) -> argparse.Namespace:
+    p = parser(
+        "python -m bench.aiokafka",
+        (__doc__ or "").splitlines()[0],
+        default_count=100_000,
+        quick_count=10_000,
+    )
+    for action in p._actions:
+        if action.dest == "rounds":
+            action.help = f"timed runs of each contender (default {DEFAULT_ROUNDS})"
+    p.add_argument(
+        "--consume-count",
+        type=int,
+        default=None,
+        help="messages read per consumer run (default 5 x count)",
+    )
+    p.add_argument(
+        "--send-count",
+        type=int,
+        default=None,
+        help=f"messages per send() / confirmed publish run (default min(count, {SEND_CAP}); "
+        "--quick: 50)",
+    )
+    p.add_argument(
+        "--faststream-count",
+        type=int,
+        default=None,
+        help=f"messages per FastStream publish(no_confirm) run (default min(count, "
+        f"{FASTSTREAM_CAP:,}))",
+    )
+    p.add_argument(
+        "--chunk",
+        type=int,
+        default=DEFAULT_CHUNK,
+        help=f"messages per send_batch call against raw aiokafka (default {DEFAULT_CHUNK:,})",
+    )
+    p.add_argument(
+        "--faststream-chunk",
+        type=int,
+        default=DEFAULT_FASTSTREAM_CHUNK,
+        help="messages per send_batch / publish_batch call in the FastStream batch pair "
+        f"(default {DEFAULT_FASTSTREAM_CHUNK:,})",
+    )
+    p.add_argument(
+        "--bootstrap",
+        default=os.environ.get("KAFKA_BOOTSTRAP_SERVERS") or None,
+        help="use this broker (host:port) instead of starting one "
+        "(default $KAFKA_BOOTSTRAP_SERVERS)",
+    )
+    p.add_argument(
+        "--only",
+        default=None,
+        help="run only the cases whose name contains this text (e.g. 'poll_batch')",
+    )
+    args = p.parse_args(argv)
+    if args.rounds is None and not args.quick:
+        args.rounds = DEFAULT_ROUNDS
+    args = settle(args)
+    if args.consume_count is None:
+        args.consume_count = 5 * args.count
+    if args.send_count is None:
+        args.send_count = min(args.count, 50 if args.quick else SEND_CAP)
+    if args.faststream_count is None:
+        args.faststream_count = min(args.count, FASTSTREAM_CAP)
+    sizes = (args.chunk, args.faststream_chunk, args.consume_count, args.send_count)
+    if min(*sizes, args.faststream_count) < 1:
+        raise SystemExit(
+            "--chunk, --faststream-chunk, --consume-count, --send-count and "
+            "--faststream-count must be at least 1"
+        )
+    return args
+
+
+#: (ours, baseline, extra row fields, warm-up messages, goal ratio or None)
+Pair = tuple[Contender, Contender, dict[str, Any], int, float | None]
+
+ENQUEUE = "aiokafka async enqueue"
+SEND_BATCH = "aiokafka async send_batch"
+POLL_BATCH = "aiokafka async poll_batch"
+ITERATION = "aiokafka async iteration"
+SEND_VS_FASTSTREAM = "aiokafka async send vs faststream"
+ENQUEUE_VS_FASTSTREAM = "aiokafka async enqueue vs faststream"
+BATCH_VS_FASTSTREAM = "aiokafka async send_batch vs faststream"
+CASES = (
+    ENQUEUE,
+    SEND_BATCH,
+    POLL_BATCH,
+    ITERATION,
+    SEND_VS_FASTSTREAM,
+    ENQUEUE_VS_FASTSTREAM,
+    BATCH_VS_FASTSTREAM,
+)
+GOALS = {ENQUEUE: 0.9, SEND_BATCH: 1.2, POLL_BATCH: 0.95, ITERATION: 0.85}
+
+
+def _pairs(k: Kafka, args: argparse.Namespace, cases: list[str]) -> list[Pair]:
+    n, chunk, m, s = args.count, args.chunk, args.consume_count, args.send_count
+    fn, fchunk = args.faststream_count, args.faststream_chunk
+    raw = Contender(RAW_SEND, n, raw_send(k))
+    pairs: list[Pair] = []
+    if POLL_BATCH in cases or ITERATION in cases:
+        topic = pre_produce(k, m)
+        consumer_note = {
+            "group": None,
+            "offset_reset": "earliest",
+            "max_messages": POLL,
+            "timed": "consumer start + reading M messages",
+        }
+        if POLL_BATCH in cases:
+            pairs.append(
+                (
+                    Contender(POLL_BATCH, m, polybus_poll_batch(k, topic, m, POLL_BATCH)),
+                    Contender(RAW_GETMANY, m, raw_getmany(k, topic, m)),
+                    {"path": f"poll_batch({POLL}) loop", **consumer_note},
+                    1000,
+                    GOALS[POLL_BATCH],
+                )
+            )
+        if ITERATION in cases:
+            pairs.append(
+                (
+                    Contender(ITERATION, m, polybus_iteration(k, topic, m, ITERATION)),
+                    Contender(RAW_GETMANY, m, raw_getmany(k, topic, m)),
+                    {"path": "async for m in consumer", **consumer_note},
+                    1000,
+                    GOALS[ITERATION],
+                )
+            )
+    if ENQUEUE in cases:
+        pairs.append(
+            (
+                Contender(ENQUEUE, n, polybus_enqueue(k, ENQUEUE)),
+                raw,
+                {
+                    "path": "await enqueue() one by one, then flush()",
+                    "baseline_path": "futs = [await send() ...]; gather(*futs)",
+                },
+                1000,
+                GOALS[ENQUEUE],
+            )
+        )
+    if SEND_BATCH in cases:
+        pairs.append(
+            (
+                Contender(SEND_BATCH, n, polybus_send_batch(k, SEND_BATCH, chunk)),
+                raw,
+                {
+                    "path": f"send_batch of {chunk:,} prebuilt Messages",
+                    "baseline_path": "futs = [await send() ...]; gather(*futs)",
+                    "chunk": chunk,
+                },
+                1000,
+                GOALS[SEND_BATCH],
+            )
+        )
+    if SEND_VS_FASTSTREAM in cases:
+        pairs.append(
+            (
+                Contender(SEND_VS_FASTSTREAM, s, polybus_send(k, SEND_VS_FASTSTREAM)),
+                Contender(FASTSTREAM_SEND, s, faststream_publish(k, FASTSTREAM_SEND, "confirm")),
+                {
+                    "path": "await send() one by one (waits for each ack)",
+                    "baseline_path": "await broker.publish(value, topic) one by one",
+                },
+                10,
+                None,
+            )
+        )
+    if ENQUEUE_VS_FASTSTREAM in cases:
+        pairs.append(
+            (
+                Contender(ENQUEUE_VS_FASTSTREAM, n, polybus_enqueue(k, ENQUEUE_VS_FASTSTREAM)),
+                Contender(
+                    FASTSTREAM_ENQUEUE, fn, faststream_publish(k, FASTSTREAM_ENQUEUE, "no_confirm")
+                ),
+                {
+                    "path": "await enqueue() one by one, then flush()",
+                    "baseline_path": "publish(no_confirm=True) one by one, then gather",
+                },
+                1000,
+                None,
+            )
+        )
+    if BATCH_VS_FASTSTREAM in cases:
+        pairs.append(
+            (
+                Contender(
+                    BATCH_VS_FASTSTREAM, n, polybus_send_batch(k, BATCH_VS_FASTSTREAM, fchunk)
+                ),
+                Contender(
+                    FASTSTREAM_BATCH, fn, faststream_publish(k, FASTSTREAM_BATCH, "batch", fchunk)
+                ),
+                {
+                    "path": f"send_batch of {fchunk:,} prebuilt Messages",
+                    "baseline_path": f"publish_batch(*values, topic=...) of {fchunk:,}",
+                    "chunk": fchunk,
+                },
+                1000,
+                None,
+            )
+        )
+    return pairs
+
+
+def _broker_cpu(k: Kafka, label: str, rounds: int) -> list[float] | None:
+    """The broker's CPU seconds in each timed run of ``label`` (the last ``rounds``)."""
+    runs = k.broker_cpu.get(label)
+    return [round(x, 2) for x in runs[-rounds:]] if runs else None
+
+
+def _with_other_cases(output: Path, rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """``rows`` plus the aiokafka rows already in ``output`` for cases not run this time
+    (``--only``), in the order of ``CASES``: a partial run replaces only its own rows."""
+    ran = {r["case"] for r in rows}
+    old: list[dict[str, Any]] = []
+    with contextlib.suppress(OSError, ValueError):
+        loaded = json.loads(output.read_text(encoding="utf-8"))
+        if isinstance(loaded, list):
+            old = [
+                r
+                for r in loaded
+                if isinstance(r, dict)
+                and str(r.get("case", "")).startswith(PREFIX)
+                and r.get("case") not in ran
+            ]
+    order = {c: i for i, c in enumerate(CASES)}
+    return sorted([*old, *rows], key=lambda r: order.get(r["case"], len(order)))
+
+
+def _printable(kwargs: dict[str, Any]) -> dict[str, Any]:
+    return {
+        key: (v if isinstance(v, (str, int, float, bool, list, type(None))) else repr(v))
+        for key, v in kwargs.items()
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _args(argv)
+    rounds = args.rounds
+    cases = [c for c in CASES if not args.only or args.only in c]
+    if not cases:
+        raise SystemExit(f"--only {args.only!r} matches none of: {', '.join(CASES)}")
+    begun = time.perf_counter()
+    start = environment(PACKAGES)
+    rows = []
+    with kafka_broker(args.bootstrap) as (bootstrap, source, pid):
+        k = Kafka(bootstrap, pid)
+        try:
+            log(
+                f"bench.aiokafka: {args.count:,} messages of {SIZE} bytes per producer run, "
+                f"{args.consume_count:,} per consumer run, {args.send_count:,} per send run, "
+                f"{args.faststream_count:,} per FastStream publish(no_confirm)/batch run; "
+                f"{rounds} round(s); broker {bootstrap} ({source}); "
+                f"{start['cpu_count']} CPUs shared with the broker, load {start['loadavg_1_5_15']}"
+            )
+            for ours, peer, fields, warmup, goal in _pairs(k, args, cases):
+                log(f"{ours.name} vs {peer.name}:")
+                mine, theirs = alternate(ours, peer, rounds, warmup=warmup)
+                ratio = mine.best / theirs.best
+                extra = dict(fields)
+                if goal is not None:
+                    met = ratio >= goal
+                    extra.update(goal=goal, goal_met=met)
+                    log(f"  ratio {ratio:.2f} (goal >= {goal}: {'met' if met else 'MISSED'})")
+                rows.append(
+                    row(
+                        ours.name,
+                        mine,
+                        theirs,
+                        size=SIZE,
+                        partitions=PARTITIONS,
+                        rounds=rounds,
+                        ours_broker_cpu_s=_broker_cpu(k, ours.name, rounds),
+                        baseline_broker_cpu_s=_broker_cpu(k, peer.name, rounds),
+                        **extra,
+                    )
+                )
+        except BenchError as error:
+            log(f"bench.aiokafka FAILED: {error}")
+            return 1
+        finally:
+            k.close()
+        env = environment(
+            PACKAGES,
+            loadavg_at_start=start["loadavg_1_5_15"],
+            broker=source,
+            count=args.count,
+            consume_count=args.consume_count,
+            send_count=args.send_count,
+            faststream_count=args.faststream_count,
+            rounds=rounds,
+            chunk=args.chunk,
+            faststream_chunk=args.faststream_chunk,
+            partitions=PARTITIONS,
+            producer_kwargs=_printable(k.producer_kwargs),
+            consumer_kwargs=_printable(k.consumer_kwargs),
+            seconds=round(time.perf_counter() - begun, 1),
+            stat="best of rounds (median also recorded)",
+        )
+    output: Path = args.output
+    save(output, "aiokafka", PREFIX, _with_other_cases(output, rows), env)
+    order = {c: i for i, c in enumerate(CASES)}
+    print(table(sorted(rows, key=lambda r: order[r["case"]])))
+    print(
+        f"\nbest of {rounds} run(s); load {env['loadavg_1_5_15']}; "
+        f"{env['seconds']} s; written to {output}"
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
