@@ -281,8 +281,9 @@ class AsyncProducerDriver(abc.ABC):
 
 
 class AsyncConsumerDriver(abc.ABC):
-    """``ConsumerDriver``'s asyncio twin. A cancelled ``poll_batch`` returns nothing
-    and marks nothing as processed; ``wakeup()`` may come from any task or thread."""
+    """``ConsumerDriver``'s asyncio twin. A cancelled ``poll_batch`` returns nothing:
+    the batch before it counts as processed (the application asked for more), none of
+    what it would have returned does. ``wakeup()`` may come from any task or thread."""
 
     @abc.abstractmethod
     async def poll_batch(self, max_messages: int, timeout: float | None) -> list[Message]: ...

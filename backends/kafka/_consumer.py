@@ -149,10 +149,15 @@ class KafkaConsumer(ConsumerDriver):
             return
         self._processed.update(returned)
         if self._auto_commit:
-            try:
-                self._raw.store_offsets(offsets=[RawTP(t, p, o) for (t, p), o in returned.items()])
-            except KafkaException as exc:  # a partition went away meanwhile
-                LOGGER.debug("store_offsets: %s", exc)
+            self._store(returned)
+
+    def _store(self, positions: Mapping[Key, int]) -> None:
+        """Hand processed positions to librdkafka's offset store, which auto-commit,
+        rebalances and close commit."""
+        try:
+            self._raw.store_offsets(offsets=[RawTP(t, p, o) for (t, p), o in positions.items()])
+        except KafkaException as exc:  # a partition went away meanwhile
+            LOGGER.debug("store_offsets: %s", exc)
 
     def _commit_positions(self, positions: Mapping[Key, int], *, quiet: bool = False) -> None:
         if not positions:
@@ -237,6 +242,8 @@ class KafkaConsumer(ConsumerDriver):
         self._commit_positions({key: end})
         if self._processed.get(key, -1) < end:
             self._processed[key] = end
+            if self._auto_commit:  # or close() would commit the older stored offset
+                self._store({key: end})
 
     def seek(self, topic: str, partition: int, offset: int) -> None:
         if (topic, partition) not in self._assigned:

@@ -133,6 +133,10 @@ def consumer_config(
         "auto.commit.interval.ms": int(settings["auto_commit_interval"] * 1000),
         "auto.offset.reset": settings["offset_reset"],
         "enable.partition.eof": False,
+        # librdkafka stops fetching for this long once its queue holds
+        # queued.min.messages; the 1000 ms default stalls a consumer that keeps up
+        # (librdkafka #2879): 130k -> 900k msg/s in bench/kafka.py.
+        "fetch.queue.backoff.ms": 10,
     }
     if group is not None:
         conf["group.id"] = group
