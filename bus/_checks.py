@@ -12,7 +12,7 @@ from typing import Any
 
 from bus._codecs import Codec, Decoder, Encoder
 from bus._errors import BusError, ConfigError, DeliveryError, SerializationError
-from bus._message import Delivery, Headers, Message
+from bus._message import Delivery, Headers, Message, consumed_message
 
 _TOPIC = re.compile(r"[A-Za-z0-9._\-]{1,249}")
 
@@ -176,7 +176,7 @@ def deserialize_messages(
                 f"could not deserialize the message at {m.topic}[{m.partition}]@{m.offset}: "
                 f"{type(exc).__name__}: {exc}"
             ) from exc
-        out.append(Message(m.topic, v, k, m.headers, m.partition, m.offset, m.timestamp))
+        out.append(consumed_message(m.topic, v, k, m.headers, m.partition, m.offset, m.timestamp))  # type: ignore[arg-type]
     return out
 
 

@@ -22,6 +22,7 @@ from aiokafka.errors import KafkaError
 
 import bus
 from backends.aiokafka._errors import COMMIT, OTHER, REBALANCE_NOTE, mapped
+from bus._message import consumed_message
 from bus.spi import AsyncConsumerDriver
 
 LOGGER = logging.getLogger("bus.aiokafka")
@@ -216,14 +217,19 @@ class AioKafkaConsumer(AsyncConsumerDriver):
             self._report(mapped(exc, OTHER, "the cluster does not answer (retrying)"))
 
     def _convert(self, records: Mapping[Any, list[Any]]) -> list[bus.Message]:
+        """aiokafka records as bus Messages, built through their slots; each record is
+        dropped once converted, so the two never pile up for the garbage collector."""
         out: list[bus.Message] = []
+        add = out.append
         returned = self._returned
         for tp, batch in records.items():
             topic, partition = tp.topic, tp.partition
-            for r in batch:
+            if batch:
+                returned[(topic, partition)] = batch[-1].offset + 1
+            for i, r in enumerate(batch):
                 headers = r.headers
-                out.append(
-                    bus.Message(
+                add(
+                    consumed_message(
                         topic,
                         r.value,
                         r.key,
@@ -233,8 +239,7 @@ class AioKafkaConsumer(AsyncConsumerDriver):
                         r.timestamp,
                     )
                 )
-            if batch:
-                returned[(topic, partition)] = batch[-1].offset + 1
+                batch[i] = None
         return out
 
     async def commit(self, message: bus.Message | None) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import time
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
@@ -43,6 +44,7 @@ class AioKafkaProducer(AsyncProducerDriver):
         self._own_partitioning = settings["partitioner"] != "murmur2"
         self._failures = UnclaimedFailures()
         self._pending: set[asyncio.Future[Any]] = set()
+        self._settlers: dict[str, Callable[[asyncio.Future[Any]], None]] = {}
 
     async def _producer(self) -> AIOKafkaProducer:
         if self._raw is not None:
@@ -90,12 +92,25 @@ class AioKafkaProducer(AsyncProducerDriver):
         except AssertionError as exc:  # aiokafka asserts a known partition
             raise bus.UnknownTopicError(f"topic {topic!r} has no partition {partition}") from exc
 
-    def _track(
-        self, future: asyncio.Future[Any], done: Callable[[asyncio.Future[Any]], None]
+    def _settle(self, topic: str, future: asyncio.Future[Any]) -> None:
+        """Done-callback of a message enqueued without ``on_delivery``."""
+        self._pending.discard(future)
+        if future.cancelled():
+            self._failures.add(bus.DeliveryError(f"message to {topic} was cancelled"))
+        elif future.exception() is not None:
+            self._failures.add(_failure(future.exception(), topic))  # type: ignore[arg-type]
+
+    def _report(
+        self, on_delivery: DeliveryCallback, topic: str, future: asyncio.Future[Any]
     ) -> None:
-        self._pending.add(future)
-        future.add_done_callback(self._pending.discard)
-        future.add_done_callback(done)
+        """Done-callback of a message enqueued with ``on_delivery``."""
+        self._pending.discard(future)
+        if future.cancelled():
+            on_delivery(None, bus.DeliveryError(f"message to {topic} was cancelled"))
+        elif future.exception() is not None:
+            on_delivery(None, _failure(future.exception(), topic))  # type: ignore[arg-type]
+        else:
+            on_delivery(_delivery(future.result()), None)
 
     async def enqueue(
         self,
@@ -108,9 +123,16 @@ class AioKafkaProducer(AsyncProducerDriver):
         on_delivery: DeliveryCallback | None,
     ) -> None:
         try:
-            future = await asyncio.wait_for(
-                self._submit(topic, value, key, headers, partition, timestamp), self._timeout
-            )
+            if self._raw is not None and not self._own_partitioning:
+                # The hot path. aiokafka's send() already bounds its own waits (for
+                # metadata and for buffer space) by request_timeout_ms, which is
+                # delivery_timeout; a wait_for here would cost a task per message.
+                future = await self._submit(topic, value, key, headers, partition, timestamp)
+            else:
+                future = await asyncio.wait_for(
+                    self._submit(topic, value, key, headers, partition, timestamp),
+                    self._timeout,
+                )
         except (bus.BusError, asyncio.TimeoutError) as exc:
             error = _failure(exc, topic)
             if on_delivery is None:
@@ -118,18 +140,14 @@ class AioKafkaProducer(AsyncProducerDriver):
             else:
                 on_delivery(None, error)
             return
-
-        def done(fut: asyncio.Future[Any]) -> None:
-            exc = fut.exception()
-            if on_delivery is not None:
-                if exc is None:
-                    on_delivery(_delivery(fut.result()), None)
-                else:
-                    on_delivery(None, _failure(exc, topic))
-            elif exc is not None:
-                self._failures.add(_failure(exc, topic))
-
-        self._track(future, done)
+        self._pending.add(future)
+        if on_delivery is None:
+            settle = self._settlers.get(topic)
+            if settle is None:
+                settle = self._settlers[topic] = functools.partial(self._settle, topic)
+            future.add_done_callback(settle)
+        else:
+            future.add_done_callback(functools.partial(self._report, on_delivery, topic))
 
     async def send(
         self,

@@ -19,6 +19,7 @@ from confluent_kafka import TopicPartition as RawTP
 
 import bus
 from backends.kafka._errors import COMMIT, OTHER, mapped, with_cause
+from bus._message import consumed_message
 from bus.spi import ConsumerDriver
 
 LOGGER = logging.getLogger("bus.kafka")
@@ -29,20 +30,6 @@ _SLICE = 0.1
 _METADATA_EVERY = 5.0
 
 Key = tuple[str, int]
-
-
-def _message(m: Any) -> bus.Message:
-    kind, stamp = m.timestamp()
-    headers = m.headers()
-    return bus.Message(
-        m.topic(),
-        m.value(),
-        m.key(),
-        tuple(headers) if headers else (),
-        m.partition(),
-        m.offset(),
-        stamp if kind else None,
-    )
 
 
 def _tps(keys: Any) -> set[bus.TopicPartition]:
@@ -207,17 +194,33 @@ class KafkaConsumer(ConsumerDriver):
                 self._refresh_standalone()
 
     def _convert(self, batch: list[Any]) -> list[bus.Message]:
-        out = []
-        returned = self._returned
+        """librdkafka messages as bus Messages; errors go to ``on_error``. The hot loop
+        of every consumer: one ``Message`` per record, built through its slots."""
+        out: list[bus.Message] = []
+        add = out.append
+        last: dict[Key, int] = {}
         for m in batch:
-            err = m.error()
-            if err is not None:
-                if err.code() != KafkaError._PARTITION_EOF:
-                    self._error(err)
+            if m.error() is not None:
+                if m.error().code() != KafkaError._PARTITION_EOF:
+                    self._error(m.error())
                 continue
-            message = _message(m)
-            returned[(message.topic, message.partition)] = message.offset + 1  # type: ignore[index,operator]
-            out.append(message)
+            kind, stamp = m.timestamp()
+            headers = m.headers()
+            topic, partition, offset = m.topic(), m.partition(), m.offset()
+            add(
+                consumed_message(
+                    topic,
+                    m.value(),
+                    m.key(),
+                    tuple(headers) if headers else (),
+                    partition,
+                    offset,
+                    stamp if kind else None,
+                )
+            )
+            last[(topic, partition)] = offset
+        for key, offset in last.items():
+            self._returned[key] = offset + 1
         return out
 
     def commit(self, message: bus.Message | None) -> None:

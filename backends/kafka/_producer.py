@@ -17,6 +17,8 @@ from bus.spi import DeliveryCallback, ProducerDriver, UnclaimedFailures
 
 #: How long one wait for delivery reports lasts before checking deadlines again.
 _SLICE = 0.1
+#: enqueue() serves delivery reports on every 64th call.
+_POLL_EVERY_MASK = 63
 
 
 def _delivery(msg: Any) -> bus.Delivery:
@@ -46,6 +48,8 @@ class KafkaProducer(ProducerDriver):
         self._counts: dict[str, int] = {}
         self._produce = self._raw.produce
         self._poll = self._raw.poll
+        self._plain = self._round_robin is None
+        self._calls = 0
 
     # -- reports -----------------------------------------------------------------------------
 
@@ -120,19 +124,38 @@ class KafkaProducer(ProducerDriver):
     ) -> None:
         report = self._unclaimed if on_delivery is None else self._reporter(on_delivery)
         try:
-            self._put(
-                topic,
-                value,
-                key,
-                headers,
-                partition,
-                timestamp,
-                report,
-                time.monotonic() + self._timeout,
-            )
+            if partition is None and timestamp is None and not headers and self._plain:
+                try:  # the hot path: no keyword dict, no deadline until the queue is full
+                    self._produce(topic, value, key, on_delivery=report)
+                except BufferError:
+                    self._put(
+                        topic,
+                        value,
+                        key,
+                        headers,
+                        partition,
+                        timestamp,
+                        report,
+                        time.monotonic() + self._timeout,
+                    )
+            else:
+                self._put(
+                    topic,
+                    value,
+                    key,
+                    headers,
+                    partition,
+                    timestamp,
+                    report,
+                    time.monotonic() + self._timeout,
+                )
         except KafkaException as exc:  # refused before it left (too large, ...)
             report(exc.args[0], None)
-        self._poll(0)
+        # Serve delivery reports now and then, not on every call: poll(0) costs about as
+        # much as produce(). flush(), close() and a full queue serve them too.
+        self._calls += 1
+        if self._calls & _POLL_EVERY_MASK == 0:
+            self._poll(0)
 
     def send(
         self,

@@ -29,6 +29,7 @@ from typing import Any
 
 from backends.memory._log import Broker
 from bus import CommitError, Message, TopicPartition
+from bus._message import consumed_message
 
 _member_ids = itertools.count(1)
 
@@ -235,7 +236,7 @@ class ConsumerState:
             end = position + count
             name, partition = tp.topic, tp.partition
             out += [
-                Message(name, value, key, headers, partition, offset, timestamp)
+                consumed_message(name, value, key, headers, partition, offset, timestamp)
                 for offset, (value, key, headers, timestamp) in enumerate(
                     log[position:end], position
                 )
