@@ -82,3 +82,17 @@ def consumed_message(
     _set_offset(m, offset)
     _set_stamp(m, timestamp)
     return m
+
+
+_set_d_topic, _set_d_partition, _set_d_offset, _set_d_stamp = _slot_setters(Delivery)
+
+
+def acknowledged(topic: str, partition: int, offset: int, timestamp: int | None) -> Delivery:
+    """``Delivery(topic, partition, offset, timestamp)`` built through its slots, for
+    backends that report every message of a batch; as ``consumed_message``, unchecked."""
+    d = _new(Delivery)
+    _set_d_topic(d, topic)
+    _set_d_partition(d, partition)
+    _set_d_offset(d, offset)
+    _set_d_stamp(d, timestamp)
+    return d

@@ -6,6 +6,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 import pytest
+from kafka_harness import KafkaCluster
 
 from bus._plugins import reset_registry
 
@@ -18,3 +19,15 @@ def fresh_registry() -> Iterator[None]:
     reset_registry()
     yield
     reset_registry()
+
+
+@pytest.fixture(scope="module")
+def own_kafka_broker(kafka_broker: object) -> Iterator[KafkaCluster]:
+    """A single-node broker of the test module's own, to stop and restart without
+    disturbing the session's (``kafka_broker`` first checks that Kafka can run here)."""
+    cluster = KafkaCluster(1)
+    cluster.start()
+    try:
+        yield cluster
+    finally:
+        cluster.stop()

@@ -6,7 +6,6 @@ from __future__ import annotations
 import asyncio
 import time
 import uuid
-from collections.abc import Iterator
 
 import pytest
 from kafka_harness import KafkaCluster
@@ -21,17 +20,6 @@ def _topic() -> str:
 @pytest.fixture
 def url(kafka_broker) -> str:  # type: ignore[no-untyped-def]
     return f"aiokafka://{kafka_broker.bootstrap_servers}"
-
-
-@pytest.fixture(scope="module")
-def own_broker(kafka_broker) -> Iterator[KafkaCluster]:  # type: ignore[no-untyped-def]
-    """A broker of this module's own, to stop and restart without disturbing others."""
-    cluster = KafkaCluster(1)
-    cluster.start()
-    try:
-        yield cluster
-    finally:
-        cluster.stop()
 
 
 def test_an_unknown_aiokafka_argument_is_refused_with_a_suggestion(url: str) -> None:
@@ -160,13 +148,13 @@ def test_a_commit_during_a_rebalance_is_a_commit_error_that_explains_itself(url:
 
 
 def test_a_stopped_broker_times_out_on_time_and_both_clients_carry_on_after_restart(
-    own_broker: KafkaCluster,
+    own_kafka_broker: KafkaCluster,
 ) -> None:
     topic = _topic()
     errors: list[bus.BusError] = []
 
     async def main() -> list[bytes]:
-        async with bus.connect(f"aiokafka://{own_broker.bootstrap_servers}") as b:
+        async with bus.connect(f"aiokafka://{own_kafka_broker.bootstrap_servers}") as b:
             b.create_topic(topic)
             producer = b.async_producer()
             consumer = b.async_consumer(
@@ -179,7 +167,7 @@ def test_a_stopped_broker_times_out_on_time_and_both_clients_carry_on_after_rest
                 first = await consumer.poll(timeout=0.5)
             assert first is not None and first.value == b"before"
 
-            await asyncio.to_thread(own_broker.nodes[0].stop)
+            await asyncio.to_thread(own_kafka_broker.nodes[0].stop)
             started = time.monotonic()
             with pytest.raises(bus.TimeoutError):
                 await producer.send(topic, b"during", timeout=2.0)
@@ -192,7 +180,7 @@ def test_a_stopped_broker_times_out_on_time_and_both_clients_carry_on_after_rest
                 await consumer.poll(timeout=0.5)
             assert errors, "on_error heard nothing while the broker was down"
 
-            await asyncio.to_thread(own_broker.nodes[0].restart)
+            await asyncio.to_thread(own_kafka_broker.nodes[0].restart)
             await producer.send(topic, b"after", timeout=60)
             seen: list[bytes] = []
             deadline = time.monotonic() + 60

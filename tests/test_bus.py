@@ -139,3 +139,14 @@ def test_importing_bus_imports_no_kafka_client() -> None:
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
+
+
+def test_the_fast_constructors_build_equal_values() -> None:
+    from bus._message import acknowledged, consumed_message
+
+    made = consumed_message("t", b"v", b"k", (("h", b"x"),), 1, 2, 3)
+    assert made == bus.Message("t", b"v", b"k", (("h", b"x"),), 1, 2, 3)
+    assert hash(made) == hash(bus.Message("t", b"v", b"k", (("h", b"x"),), 1, 2, 3))
+    assert acknowledged("t", 1, 2, None) == bus.Delivery("t", 1, 2, None)
+    with pytest.raises(AttributeError):
+        made.value = b"other"  # type: ignore[misc]

@@ -7,7 +7,6 @@ import io
 import threading
 import time
 import uuid
-from collections.abc import Iterator
 
 import pytest
 from kafka_harness import KafkaCluster
@@ -23,17 +22,6 @@ def _topic() -> str:
 @pytest.fixture
 def url(kafka_broker) -> str:  # type: ignore[no-untyped-def]
     return f"kafka://{kafka_broker.bootstrap_servers}"
-
-
-@pytest.fixture(scope="module")
-def own_broker(kafka_broker) -> Iterator[KafkaCluster]:  # type: ignore[no-untyped-def]
-    """A broker of this module's own, to stop and restart without disturbing others."""
-    cluster = KafkaCluster(1)
-    cluster.start()
-    try:
-        yield cluster
-    finally:
-        cluster.stop()
 
 
 def test_an_unknown_librdkafka_setting_is_refused_with_librdkafkas_words(url: str) -> None:
@@ -78,11 +66,11 @@ def test_round_robin_partitioning_cycles_the_partitions(url: str) -> None:
 
 
 def test_a_stopped_broker_times_out_on_time_and_both_clients_carry_on_after_restart(
-    own_broker: KafkaCluster,
+    own_kafka_broker: KafkaCluster,
 ) -> None:
     topic = _topic()
     errors: list[bus.BusError] = []
-    with bus.connect(f"kafka://{own_broker.bootstrap_servers}") as b:
+    with bus.connect(f"kafka://{own_kafka_broker.bootstrap_servers}") as b:
         b.create_topic(topic)
         producer = b.producer()
         consumer = b.consumer(
@@ -92,7 +80,7 @@ def test_a_stopped_broker_times_out_on_time_and_both_clients_carry_on_after_rest
         first = consumer.poll(timeout=30)
         assert first is not None and first.value == b"before"
 
-        own_broker.nodes[0].stop()
+        own_kafka_broker.nodes[0].stop()
         started = time.monotonic()
         with pytest.raises(bus.TimeoutError):
             producer.send(topic, b"during", timeout=2.0)
@@ -106,7 +94,7 @@ def test_a_stopped_broker_times_out_on_time_and_both_clients_carry_on_after_rest
             consumer.poll(timeout=0.5)
         assert errors, "on_error heard nothing while the broker was down"
 
-        own_broker.nodes[0].restart()
+        own_kafka_broker.nodes[0].restart()
         producer.send(topic, b"after", timeout=60)
         seen: list[bytes] = []
         deadline = time.monotonic() + 60

@@ -8,8 +8,9 @@ import ssl
 from collections.abc import Callable, Mapping
 from typing import Any
 
+from backends._kafka_options import SHARED_OPTIONS
 from bus._errors import ConfigError, UnsupportedError
-from bus._options import BUS, CLIENTS, Option, mapping, seconds, text
+from bus._options import BUS, CLIENTS, Option, mapping
 from bus._url import BusURL
 
 #: Options of the aiokafka:// backend besides the core ones. Any aiokafka keyword
@@ -25,38 +26,7 @@ OPTIONS: tuple[Option, ...] = (
         mapping,
         mapping=True,
     ),
-    Option(
-        "admin_timeout",
-        frozenset({BUS}),
-        30.0,
-        "Seconds an admin call (create_topic, topics, ...) may take.",
-        seconds,
-    ),
-    Option(
-        "security_protocol",
-        frozenset({BUS}),
-        None,
-        "PLAINTEXT, SSL, SASL_PLAINTEXT or SASL_SSL.",
-        text,
-    ),
-    Option(
-        "sasl_mechanism", frozenset({BUS}), None, "PLAIN, SCRAM-SHA-256, SCRAM-SHA-512, ...", text
-    ),
-    Option("sasl_username", frozenset({BUS}), None, "SASL user (also from the URL).", text),
-    Option(
-        "sasl_password",
-        frozenset({BUS}),
-        None,
-        "SASL password (also from the URL).",
-        text,
-        secret=True,
-    ),
-    Option("ssl_cafile", frozenset({BUS}), None, "CA certificate file (PEM).", text),
-    Option("ssl_certfile", frozenset({BUS}), None, "Client certificate file (PEM).", text),
-    Option("ssl_keyfile", frozenset({BUS}), None, "Client private key file (PEM).", text),
-    Option(
-        "ssl_password", frozenset({BUS}), None, "Password of the private key.", text, secret=True
-    ),
+    *SHARED_OPTIONS,
 )
 
 _COMPRESSION_NEEDS = {"snappy": "has_snappy", "lz4": "has_lz4", "zstd": "has_zstd"}

@@ -6,7 +6,8 @@ import logging
 from collections.abc import Mapping
 from typing import Any
 
-from bus._options import BUS, Option, mapping, seconds, text
+from backends._kafka_options import SHARED_OPTIONS
+from bus._options import BUS, Option, mapping
 from bus._url import BusURL
 
 LOGGER = logging.getLogger("bus.kafka")
@@ -24,38 +25,7 @@ OPTIONS: tuple[Option, ...] = (
         mapping,
         mapping=True,
     ),
-    Option(
-        "admin_timeout",
-        frozenset({BUS}),
-        30.0,
-        "Seconds an admin call (create_topic, topics, ...) may take.",
-        seconds,
-    ),
-    Option(
-        "security_protocol",
-        frozenset({BUS}),
-        None,
-        "PLAINTEXT, SSL, SASL_PLAINTEXT or SASL_SSL.",
-        text,
-    ),
-    Option(
-        "sasl_mechanism", frozenset({BUS}), None, "PLAIN, SCRAM-SHA-256, SCRAM-SHA-512, ...", text
-    ),
-    Option("sasl_username", frozenset({BUS}), None, "SASL user (also from the URL).", text),
-    Option(
-        "sasl_password",
-        frozenset({BUS}),
-        None,
-        "SASL password (also from the URL).",
-        text,
-        secret=True,
-    ),
-    Option("ssl_cafile", frozenset({BUS}), None, "CA certificate file (PEM).", text),
-    Option("ssl_certfile", frozenset({BUS}), None, "Client certificate file (PEM).", text),
-    Option("ssl_keyfile", frozenset({BUS}), None, "Client private key file (PEM).", text),
-    Option(
-        "ssl_password", frozenset({BUS}), None, "Password of the private key.", text, secret=True
-    ),
+    *SHARED_OPTIONS,
 )
 
 _SHORTCUTS = {

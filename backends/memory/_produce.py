@@ -15,6 +15,7 @@ from bus import (
     MessageTooLarge,
     UnknownTopicError,
 )
+from bus._message import acknowledged
 from bus._partitioner import make_partitioner
 from bus.spi import DeliveryCallback, UnclaimedFailures
 
@@ -186,6 +187,6 @@ class Appender:
                 log = logs[partition]
                 offset = len(log)
                 log.append((value, key, headers, timestamp))
-                add(Delivery(name, partition, offset, timestamp))
+                add(acknowledged(name, partition, offset, timestamp))
             broker.notify()
         return outcomes

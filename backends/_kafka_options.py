@@ -1,0 +1,42 @@
+"""Options both Kafka backends take, with the same names and meanings, so one URL
+serves ``kafka://`` and ``aiokafka://``: the admin timeout and the security shortcuts.
+Each backend maps them onto its client library's own settings."""
+
+from __future__ import annotations
+
+from bus._options import BUS, Option, seconds, text
+
+SHARED_OPTIONS: tuple[Option, ...] = (
+    Option(
+        "admin_timeout",
+        frozenset({BUS}),
+        30.0,
+        "Seconds an admin call (create_topic, topics, ...) may take.",
+        seconds,
+    ),
+    Option(
+        "security_protocol",
+        frozenset({BUS}),
+        None,
+        "PLAINTEXT, SSL, SASL_PLAINTEXT or SASL_SSL.",
+        text,
+    ),
+    Option(
+        "sasl_mechanism", frozenset({BUS}), None, "PLAIN, SCRAM-SHA-256, SCRAM-SHA-512, ...", text
+    ),
+    Option("sasl_username", frozenset({BUS}), None, "SASL user (also from the URL).", text),
+    Option(
+        "sasl_password",
+        frozenset({BUS}),
+        None,
+        "SASL password (also from the URL).",
+        text,
+        secret=True,
+    ),
+    Option("ssl_cafile", frozenset({BUS}), None, "CA certificate file (PEM).", text),
+    Option("ssl_certfile", frozenset({BUS}), None, "Client certificate file (PEM).", text),
+    Option("ssl_keyfile", frozenset({BUS}), None, "Client private key file (PEM).", text),
+    Option(
+        "ssl_password", frozenset({BUS}), None, "Password of the private key.", text, secret=True
+    ),
+)
