@@ -146,6 +146,39 @@ class TestAtLeastOnce:
         with self._member(message_bus, bus_topic) as second:
             assert [m.offset for m in consume(second, 3)] == [1, 2, 3]
 
+    def test_commit_inside_iteration_commits_what_was_handed_out(
+        self, message_bus: bus.Bus, bus_topic: str
+    ) -> None:
+        with message_bus.producer() as producer:
+            send_all(producer, bus_topic, values("c", 8))
+        first = message_bus.consumer(
+            bus_topic, group=f"{bus_topic}-g", offset_reset="earliest", auto_commit=False
+        )
+        for message in first:
+            if message.offset == 2:
+                first.commit()  # 0, 1 and the message in hand, 2: not the rest of a batch
+                break
+        first.close()
+        with self._member(message_bus, bus_topic) as second:
+            assert [m.offset for m in consume(second, 5)] == [3, 4, 5, 6, 7]
+
+    def test_polling_inside_iteration_neither_skips_nor_repeats(
+        self, message_bus: bus.Bus, bus_topic: str
+    ) -> None:
+        with message_bus.producer() as producer:
+            send_all(producer, bus_topic, values("m", 6))
+        offsets = []
+        with self._member(message_bus, bus_topic) as first:
+            for message in first:
+                offsets.append(message.offset)
+                if message.offset == 1:
+                    polled = first.poll(timeout=DEADLINE)  # 1 is processed: 2 comes next
+                    assert polled is not None
+                    offsets.append(polled.offset)
+                if len(offsets) == 6:
+                    break
+        assert offsets == [0, 1, 2, 3, 4, 5]
+
     def test_unprocessed_batch_is_redelivered(self, message_bus: bus.Bus, bus_topic: str) -> None:
         with message_bus.producer() as producer:
             send_all(producer, bus_topic, values("b", 4))
