@@ -124,3 +124,49 @@ def test_the_demo_runs_on_kafka(url: str) -> None:
     out = io.StringIO()
     assert run_demo(url, out, timeout=60) is True, out.getvalue()
     assert "Demo finished: every check verified." in out.getvalue()
+
+
+def test_bus_produce_and_bus_consume_work_across_processes(url: str) -> None:
+    import re
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    script = str(Path(sys.executable).with_name("bus"))
+    topic = _topic()
+    with bus.connect(url) as b:
+        b.create_topic(topic, partitions=3)
+    produced = subprocess.run(
+        [script, "produce", topic, "--url", url, "--key-separator", ":"],
+        input="k1:one\nk2:two\nk3:three\n",
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    )
+    assert len(produced.stdout.splitlines()) == 3
+    consumed = subprocess.run(
+        [
+            script,
+            "consume",
+            topic,
+            "--url",
+            url,
+            "--from-beginning",
+            "--count",
+            "3",
+            "--timeout",
+            "30",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    )
+    lines = consumed.stdout.splitlines()
+    assert all(re.fullmatch(r"Partition:\d+, Offset:\d+, key:k\d, value:\w+", ln) for ln in lines)
+    assert sorted(ln.split("value:")[1] for ln in lines) == ["one", "three", "two"]
+    for line in lines:
+        key = line.split("key:")[1].split(",")[0]
+        partition = int(line.split(",")[0].removeprefix("Partition:"))
+        assert partition == bus.murmur2_partition(key.encode(), 3)
