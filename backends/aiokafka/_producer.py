@@ -13,13 +13,14 @@ from aiokafka.errors import KafkaError
 
 import bus
 from backends.aiokafka._errors import DELIVERY, mapped
+from bus._message import acknowledged
 from bus._partitioner import make_partitioner, murmur2_partition
 from bus.spi import AsyncProducerDriver, DeliveryCallback, UnclaimedFailures
 
 
 def _delivery(meta: Any) -> bus.Delivery:
     stamp = meta.timestamp
-    return bus.Delivery(meta.topic, meta.partition, meta.offset, stamp if stamp >= 0 else None)
+    return acknowledged(meta.topic, meta.partition, meta.offset, stamp if stamp >= 0 else None)
 
 
 def _failure(exc: BaseException, topic: str) -> bus.BusError:
@@ -262,7 +263,7 @@ class AioKafkaProducer(AsyncProducerDriver):
             # A LogAppendTime topic stamps the whole batch; else each record keeps its own.
             append_time = meta.timestamp if getattr(meta, "timestamp_type", 0) == 1 else None
             for n, (i, stamp) in enumerate(zip(members, stamps, strict=True)):
-                outcomes[i] = bus.Delivery(
+                outcomes[i] = acknowledged(
                     meta.topic,
                     meta.partition,
                     meta.offset + n,

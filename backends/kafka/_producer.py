@@ -12,6 +12,7 @@ from confluent_kafka import Producer as RawProducer
 
 import bus
 from backends.kafka._errors import DELIVERY, mapped, with_cause
+from bus._message import acknowledged
 from bus._partitioner import make_partitioner
 from bus.spi import DeliveryCallback, ProducerDriver, UnclaimedFailures
 
@@ -23,7 +24,7 @@ _POLL_EVERY_MASK = 63
 
 def _delivery(msg: Any) -> bus.Delivery:
     kind, stamp = msg.timestamp()
-    return bus.Delivery(msg.topic(), msg.partition(), msg.offset(), stamp if kind else None)
+    return acknowledged(msg.topic(), msg.partition(), msg.offset(), stamp if kind else None)
 
 
 def _failure(err: Any, msg: Any) -> bus.BusError:
