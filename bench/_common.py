@@ -1,6 +1,6 @@
 """What every polybus benchmark shares: timing, alternating runs, rows, output.
 
-A benchmark module (``bench.memory``, later ``bench.kafka``, ``bench.aiokafka``) defines
+A benchmark module (``bench.memory``, ``bench.kafka``, ``bench.aiokafka``) defines
 ``Contender``s, workloads that move ``n`` messages and time only the measured part
 with a ``Stopwatch``, and pairs each of its cases with a peer library doing the same
 work. ``alternate`` runs the two in turns (ours, peer, ours, peer, ...) so that a
@@ -11,6 +11,10 @@ results file, replacing only the rows of that benchmark.
 Results file: a JSON list of ``{"case", "ours", "baseline_name", "baseline", "ratio",
 ...}`` objects, rates in messages per second. Environment facts (Python, CPUs,
 load, library versions) go to a sibling ``<name>.env.json``, keyed by benchmark.
+
+The last section serves the two benchmarks on a real Kafka broker (``bench.kafka``,
+``bench.aiokafka``): the broker, fresh topics, a clock that also records the broker's
+CPU time, their shared options and their partial (``--only``) runs.
 """
 
 from __future__ import annotations
@@ -26,11 +30,14 @@ import platform
 import statistics
 import sys
 import time
-from collections.abc import Callable, Coroutine, Iterable, Sequence
+import uuid
+from collections.abc import Callable, Coroutine, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from importlib import metadata
 from pathlib import Path
 from typing import Any
+
+import bus
 
 #: Default results file, relative to the repository root (``make bench`` runs there).
 DEFAULT_OUTPUT = Path("bench/results/latest.json")
@@ -56,6 +63,18 @@ def check(what: str, condition: bool, detail: str) -> None:
     """Fail loudly unless ``condition`` holds."""
     if not condition:
         raise BenchError(f"{what}: {detail}")
+
+
+def verify_read(
+    what: str, read: int, n: int, offset: int | None, value: Any, more: int, sent: bytes
+) -> None:
+    """Fail loudly unless a consumer run read exactly ``n`` messages, the last one
+    (``offset``, ``value``; None when nothing was read) at offset n-1 carrying the value
+    ``sent``, and found ``more`` (what it read after the n-th) to be none."""
+    expect_count(what, read, n)
+    check(what, offset == n - 1, f"last offset {offset}, expected {n - 1}")
+    check(what, value == sent, "the last value is not what was sent")
+    check(what, more == 0, f"{more} more messages after the {n} expected")
 
 
 # -- timing ------------------------------------------------------------------------------------
@@ -104,6 +123,15 @@ class Stopwatch:
 
     def run(self, n: int) -> Run:
         return Run(n, self.wall, self.cpu)
+
+
+def message_chunks(topic: str, value: bytes, n: int, chunk: int) -> list[list[bus.Message]]:
+    """``n`` distinct messages (``value`` to ``topic``) in lists of ``chunk``: the inputs
+    of ``send_batch`` calls, built before the clock starts."""
+    return [
+        [bus.Message(topic, value) for _ in range(min(chunk, n - start))]
+        for start in range(0, n, chunk)
+    ]
 
 
 def in_new_loop(work: Callable[[int], Coroutine[Any, Any, Run]]) -> Callable[[int], Run]:
@@ -170,8 +198,10 @@ def _measure(contender: Contender, sample: Sample) -> None:
 def alternate(
     ours: Contender, peer: Contender, rounds: int, warmup: int = 1000
 ) -> tuple[Sample, Sample]:
-    """Run ``ours`` and ``peer`` in turns, ``rounds`` times each, after a small untimed
-    warm-up of each (imports, first-use caches); return their samples."""
+    """Announce the pair, then run ``ours`` and ``peer`` in turns, ``rounds`` times each,
+    after a small untimed warm-up of each (imports, first-use caches); return their
+    samples."""
+    log(f"{ours.name} vs {peer.name}:")
     for contender in (ours, peer):
         contender.work(min(warmup, contender.n))
     mine, theirs = Sample(ours), Sample(peer)
@@ -246,6 +276,14 @@ def table(rows: Sequence[dict[str, Any]]) -> str:
     return "\n".join([fmt(head), rule, *(fmt(line) for line in body)])
 
 
+def report(rows: Sequence[dict[str, Any]], rounds: int, env: dict[str, Any], output: Path) -> None:
+    """Print the table of ``rows`` and a summary line: rounds, load at the end, the run's
+    seconds (when ``env`` records them) and where the rows were written."""
+    print(table(rows))
+    seconds = f"{env['seconds']} s; " if "seconds" in env else ""
+    print(f"\nbest of {rounds} run(s); load {env['loadavg_1_5_15']}; {seconds}written to {output}")
+
+
 def _write_json(path: Path, data: Any) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + ".tmp")
@@ -295,6 +333,27 @@ def environment(packages: Iterable[str], **extra: Any) -> dict[str, Any]:
     }
 
 
+def environment_after(
+    packages: Iterable[str], start: dict[str, Any], **settings: Any
+) -> dict[str, Any]:
+    """The environment to save at the end of a run: ``environment(packages)`` now, the
+    load average at ``start`` (the ``environment`` taken before the runs), the run's
+    ``settings`` (counts, rounds, ...) and the statistic the rows report."""
+    return environment(
+        packages,
+        loadavg_at_start=start["loadavg_1_5_15"],
+        **settings,
+        stat="best of rounds (median also recorded)",
+    )
+
+
+def printable(conf: dict[str, Any]) -> dict[str, Any]:
+    """``conf`` (client settings) as JSON can hold it: plain values as they are, any
+    other (a logger, say) as its ``repr``."""
+    plain = (str, int, float, bool, list, type(None))
+    return {key: (v if isinstance(v, plain) else repr(v)) for key, v in conf.items()}
+
+
 def save(output: Path, bench: str, prefix: str, rows: Sequence[dict[str, Any]], env: Any) -> None:
     """Merge ``rows`` into ``output`` and record ``env`` under ``bench`` beside it."""
     merge_rows(output, rows, prefix)
@@ -313,7 +372,7 @@ def save(output: Path, bench: str, prefix: str, rows: Sequence[dict[str, Any]], 
 
 
 def parser(
-    prog: str, description: str, default_count: int, quick_count: int
+    prog: str, description: str, default_count: int, quick_count: int, default_rounds: int = 3
 ) -> argparse.ArgumentParser:
     """The options every benchmark takes (``prog``: ``python -m bench.<name>``); a
     module adds its own."""
@@ -328,7 +387,10 @@ def parser(
         "--quick", action="store_true", help="a small smoke run: few messages, one round"
     )
     p.add_argument(
-        "--rounds", type=int, default=None, help="timed runs of each contender (default 3)"
+        "--rounds",
+        type=int,
+        default=None,
+        help=f"timed runs of each contender (default {default_rounds})",
     )
     p.add_argument(
         "--output",
@@ -336,7 +398,9 @@ def parser(
         default=DEFAULT_OUTPUT,
         help=f"results file, merged (default {DEFAULT_OUTPUT})",
     )
-    p.set_defaults(default_count=default_count, quick_count=quick_count)
+    p.set_defaults(
+        default_count=default_count, quick_count=quick_count, default_rounds=default_rounds
+    )
     return p
 
 
@@ -345,7 +409,260 @@ def settle(args: argparse.Namespace) -> argparse.Namespace:
     if args.count is None:
         args.count = args.quick_count if args.quick else args.default_count
     if args.rounds is None:
-        args.rounds = 1 if args.quick else 3
+        args.rounds = 1 if args.quick else args.default_rounds
     if args.count < 1 or args.rounds < 1:
         raise SystemExit("--count and --rounds must be at least 1")
     return args
+
+
+# -- on a Kafka broker (bench.kafka, bench.aiokafka) -------------------------------------------
+
+REPO = Path(__file__).resolve().parents[1]
+#: A Kafka run is noisier (the broker shares the machine): more rounds by default.
+KAFKA_ROUNDS = 5
+#: send() waits for each acknowledgement (linger 5 ms included): a few hundred a second.
+SEND_CAP = 300
+#: FastStream publishes some tens of thousands a second here: fewer keep its runs short.
+FASTSTREAM_CAP = 50_000
+
+
+@dataclass(frozen=True)
+class Broker:
+    """The Kafka broker of a run: its bootstrap servers, where it came from, and its pid
+    (None when it is not ours: then its CPU time is not recorded)."""
+
+    bootstrap: str
+    source: str
+    pid: int | None
+
+
+@contextlib.contextmanager
+def kafka_broker(bootstrap: str | None, who: str) -> Iterator[Broker]:
+    """Yield the broker given (``bootstrap``), else a fresh single-node one of the test
+    harness (``tests/kafka_harness``), stopped at the end; ``who`` (``bench.kafka``)
+    names the benchmark in messages and in ``Broker.source``."""
+    if bootstrap:
+        yield Broker(bootstrap, "given", None)
+        return
+    tests = str(REPO / "tests")
+    if tests not in sys.path:
+        sys.path.insert(0, tests)
+    from kafka_harness import KafkaCluster, KafkaHarnessError
+
+    cluster = KafkaCluster(1)
+    started = time.perf_counter()
+    try:
+        cluster.start()
+    except KafkaHarnessError as exc:
+        raise SystemExit(
+            f"{who}: could not start a Kafka broker ({exc}); "
+            "give a running one with --bootstrap HOST:PORT"
+        ) from exc
+    try:
+        servers = cluster.bootstrap_servers
+        log(f"started a Kafka broker at {servers} ({time.perf_counter() - started:.1f} s)")
+        yield Broker(servers, f"KafkaCluster(1) started by {who}", cluster.nodes[0].pid)
+    finally:
+        cluster.stop()
+
+
+def process_cpu(pid: int | None) -> float | None:
+    """CPU seconds used so far by process ``pid`` (Linux ``/proc``), or None."""
+    if pid is None:
+        return None
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except (OSError, IndexError):
+        return None
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+class KafkaBench:
+    """A polybus bus (``scheme``: ``kafka`` or ``aiokafka``) on the broker of a run: fresh
+    topics, made before any clock starts and deleted at ``close``, and the broker's CPU
+    seconds in each timed run (``Clock``), by contender. A benchmark subclasses it with
+    the clients and checks of its own."""
+
+    def __init__(self, scheme: str, broker: Broker, partitions: int):
+        self.broker = broker
+        self.bootstrap = broker.bootstrap
+        self.partitions = partitions
+        self.broker_cpu: dict[str, list[float]] = {}
+        self.bus = bus.connect(f"{scheme}://{broker.bootstrap}")
+        self.topics: list[str] = []
+
+    def topic(self, what: str) -> str:
+        """A fresh topic ``bench-<what>-<random>``, created (``create_topic`` returns once
+        it is usable) before any clock starts; deleted at ``close``."""
+        name = f"bench-{what}-{uuid.uuid4().hex[:12]}"
+        self.bus.create_topic(name, partitions=self.partitions)
+        self.topics.append(name)
+        return name
+
+    def broker_cpu_s(self, label: str, rounds: int) -> list[float] | None:
+        """The broker's CPU seconds in each timed run of ``label`` (the last ``rounds``:
+        the warm-up run is timed too), or None where they were not recorded."""
+        runs = self.broker_cpu.get(label)
+        return [round(x, 2) for x in runs[-rounds:]] if runs else None
+
+    def row(
+        self, ours: Sample, peer: Sample, rounds: int, size: int, **extra: Any
+    ) -> dict[str, Any]:
+        """``row`` of the pair, with the message ``size``, the partitions, ``rounds`` and
+        the broker's CPU seconds in each timed run of either side."""
+        return row(
+            ours.contender.name,
+            ours,
+            peer,
+            size=size,
+            partitions=self.partitions,
+            rounds=rounds,
+            ours_broker_cpu_s=self.broker_cpu_s(ours.contender.name, rounds),
+            baseline_broker_cpu_s=self.broker_cpu_s(peer.contender.name, rounds),
+            **extra,
+        )
+
+    def close(self) -> None:
+        for name in self.topics:
+            with contextlib.suppress(bus.BusError):
+                self.bus.delete_topic(name)
+        self.bus.close()
+
+
+class Clock(Stopwatch):
+    """A ``Stopwatch`` that also notes the broker's CPU seconds while it ran, under
+    ``label`` in ``k.broker_cpu`` (nothing when the broker is not ours)."""
+
+    def __init__(self, k: KafkaBench, label: str):
+        super().__init__()
+        self._k, self._label = k, label
+        self._broker0: float | None = None
+
+    def __enter__(self) -> Clock:
+        super().__enter__()
+        self._broker0 = process_cpu(self._k.broker.pid)
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        super().__exit__(*exc_info)
+        end = process_cpu(self._k.broker.pid)
+        if end is not None and self._broker0 is not None:
+            self._k.broker_cpu.setdefault(self._label, []).append(end - self._broker0)
+
+
+def kafka_parser(
+    prog: str,
+    description: str,
+    default_count: int,
+    quick_count: int,
+    sizes: Sequence[tuple[str, int, str]],
+) -> argparse.ArgumentParser:
+    """``parser`` (5 rounds by default) plus the options both Kafka benchmarks take:
+    ``--consume-count``, ``--send-count``, ``--faststream-count``, then ``sizes``, the
+    module's messages-per-call options as ``(flag, default, help)``, then
+    ``--bootstrap``. ``settle_kafka`` fills them in."""
+    p = parser(prog, description, default_count, quick_count, default_rounds=KAFKA_ROUNDS)
+    p.add_argument(
+        "--consume-count",
+        type=int,
+        default=None,
+        help="messages read per consumer run (default 5 x count)",
+    )
+    p.add_argument(
+        "--send-count",
+        type=int,
+        default=None,
+        help=f"messages per send() / confirmed publish run (default min(count, {SEND_CAP}); "
+        "--quick: 50)",
+    )
+    p.add_argument(
+        "--faststream-count",
+        type=int,
+        default=None,
+        help=f"messages per FastStream publish(no_confirm) run (default min(count, "
+        f"{FASTSTREAM_CAP:,}))",
+    )
+    for flag, default, text in sizes:
+        p.add_argument(flag, type=int, default=default, help=text)
+    p.add_argument(
+        "--bootstrap",
+        default=os.environ.get("KAFKA_BOOTSTRAP_SERVERS") or None,
+        help="use this broker (host:port) instead of starting one "
+        "(default $KAFKA_BOOTSTRAP_SERVERS)",
+    )
+    p.set_defaults(size_options=[flag for flag, _, _ in sizes])
+    return p
+
+
+def settle_kafka(args: argparse.Namespace) -> argparse.Namespace:
+    """``settle``, then the defaults of the ``kafka_parser`` counts; check that they and
+    the sizes are at least 1."""
+    args = settle(args)
+    if args.consume_count is None:
+        args.consume_count = 5 * args.count
+    if args.send_count is None:
+        args.send_count = min(args.count, 50 if args.quick else SEND_CAP)
+    if args.faststream_count is None:
+        args.faststream_count = min(args.count, FASTSTREAM_CAP)
+    flags = [*args.size_options, "--consume-count", "--send-count", "--faststream-count"]
+    if min(getattr(args, flag[2:].replace("-", "_")) for flag in flags) < 1:
+        raise SystemExit(f"{', '.join(flags[:-1])} and {flags[-1]} must be at least 1")
+    return args
+
+
+def kafka_counts(args: argparse.Namespace) -> dict[str, int]:
+    """The message counts and rounds of a Kafka run (``settle_kafka``), as its
+    environment records them."""
+    return {
+        "count": args.count,
+        "consume_count": args.consume_count,
+        "send_count": args.send_count,
+        "faststream_count": args.faststream_count,
+        "rounds": args.rounds,
+    }
+
+
+def kafka_plan(
+    who: str,
+    args: argparse.Namespace,
+    size: int,
+    broker: Broker,
+    start: dict[str, Any],
+    faststream_runs: str,
+) -> str:
+    """The line a Kafka run starts with: its counts (``faststream_runs`` names the
+    FastStream runs that move ``--faststream-count``), rounds, broker, CPUs and load."""
+    return (
+        f"{who}: {args.count:,} messages of {size} bytes per producer run, "
+        f"{args.consume_count:,} per consumer run, {args.send_count:,} per send run, "
+        f"{args.faststream_count:,} per FastStream {faststream_runs} run; "
+        f"{args.rounds} round(s); broker {broker.bootstrap} ({broker.source}); "
+        f"{start['cpu_count']} CPUs shared with the broker, load {start['loadavg_1_5_15']}"
+    )
+
+
+def in_case_order(rows: Iterable[dict[str, Any]], cases: Sequence[str]) -> list[dict[str, Any]]:
+    """``rows`` sorted by the place of their case in ``cases`` (unknown cases last)."""
+    order = {c: i for i, c in enumerate(cases)}
+    return sorted(rows, key=lambda r: order.get(r["case"], len(order)))
+
+
+def with_other_cases(
+    output: Path, rows: list[dict[str, Any]], prefix: str, cases: Sequence[str]
+) -> list[dict[str, Any]]:
+    """``rows`` plus the rows of this benchmark (case starting with ``prefix``) already
+    in ``output`` for cases not run this time (``--only``), in the order of ``cases``:
+    a partial run replaces only its own rows."""
+    ran = {r["case"] for r in rows}
+    old: list[dict[str, Any]] = []
+    with contextlib.suppress(OSError, ValueError):
+        loaded = json.loads(output.read_text(encoding="utf-8"))
+        if isinstance(loaded, list):
+            old = [
+                r
+                for r in loaded
+                if isinstance(r, dict)
+                and str(r.get("case", "")).startswith(prefix)
+                and r.get("case") not in ran
+            ]
+    return in_case_order([*old, *rows], cases)

@@ -52,12 +52,9 @@ import argparse
 import asyncio
 import contextlib
 import inspect
-import json
-import os
 import sys
 import time
-import uuid
-from collections.abc import Callable, Coroutine, Iterator
+from collections.abc import Callable, Coroutine
 from pathlib import Path
 from typing import Any
 
@@ -66,20 +63,29 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 import bus
 from bench._common import (
     BenchError,
+    Broker,
+    Clock,
     Contender,
+    KafkaBench,
     Run,
-    Stopwatch,
     alternate,
     check,
     environment,
-    expect_count,
+    environment_after,
+    in_case_order,
+    kafka_broker,
+    kafka_counts,
+    kafka_parser,
+    kafka_plan,
     log,
-    parser,
+    message_chunks,
     payload,
-    row,
+    printable,
+    report,
     save,
-    settle,
-    table,
+    settle_kafka,
+    verify_read,
+    with_other_cases,
 )
 
 PREFIX = "aiokafka "
@@ -92,77 +98,8 @@ DEFAULT_CHUNK = 10_000  # messages per send_batch call
 #: FastStream's publish_batch must fit one aiokafka batch (max_batch_size 1,000,000
 #: bytes); with its correlation_id header a record takes ~165 bytes: 10,000 overflow.
 DEFAULT_FASTSTREAM_CHUNK = 5_000
-DEFAULT_ROUNDS = 5
-#: send() waits for each acknowledgement (linger_ms 5 included): a few hundred a second.
-SEND_CAP = 300
-#: FastStream publishes some tens of thousands a second here: fewer keep its runs short.
-FASTSTREAM_CAP = 50_000
 PACKAGES = ["polybus", "aiokafka", "faststream", "attrs", "cramjam"]
 VALUE = payload(SIZE)
-REPO = Path(__file__).resolve().parents[1]
-
-
-# -- the broker ------------------------------------------------------------------------------
-
-
-@contextlib.contextmanager
-def kafka_broker(bootstrap: str | None) -> Iterator[tuple[str, str, int | None]]:
-    """Yield ``(bootstrap servers, where from, broker pid or None)``: the broker given,
-    else a fresh single-node one of the test harness, stopped at the end."""
-    if bootstrap:
-        yield bootstrap, "given", None
-        return
-    tests = str(REPO / "tests")
-    if tests not in sys.path:
-        sys.path.insert(0, tests)
-    from kafka_harness import KafkaCluster, KafkaHarnessError
-
-    cluster = KafkaCluster(1)
-    started = time.perf_counter()
-    try:
-        cluster.start()
-    except KafkaHarnessError as exc:
-        raise SystemExit(
-            f"bench.aiokafka: could not start a Kafka broker ({exc}); "
-            "give a running one with --bootstrap HOST:PORT"
-        ) from exc
-    try:
-        servers = cluster.bootstrap_servers
-        log(f"started a Kafka broker at {servers} ({time.perf_counter() - started:.1f} s)")
-        yield servers, "KafkaCluster(1) started by bench.aiokafka", cluster.nodes[0].pid
-    finally:
-        cluster.stop()
-
-
-def _process_cpu(pid: int | None) -> float | None:
-    """CPU seconds used so far by process ``pid`` (Linux ``/proc``), or None."""
-    if pid is None:
-        return None
-    try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    except (OSError, IndexError):
-        return None
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
-class Clock(Stopwatch):
-    """A ``Stopwatch`` that also notes the broker's CPU seconds while it ran."""
-
-    def __init__(self, k: Kafka, label: str):
-        super().__init__()
-        self._k, self._label = k, label
-        self._broker0: float | None = None
-
-    def __enter__(self) -> Clock:
-        super().__enter__()
-        self._broker0 = _process_cpu(self._k.broker_pid)
-        return self
-
-    def __exit__(self, *exc_info: object) -> None:
-        super().__exit__(*exc_info)
-        end = _process_cpu(self._k.broker_pid)
-        if end is not None and self._broker0 is not None:
-            self._k.broker_cpu.setdefault(self._label, []).append(end - self._broker0)
 
 
 # -- what every run shares --------------------------------------------------------------------
@@ -206,16 +143,12 @@ def _captured_kwargs(k: Kafka, topic: str) -> tuple[dict[str, Any], dict[str, An
     return seen["producer"], seen["consumer"]
 
 
-class Kafka:
-    """A connection to the broker (admin on polybus' own aiokafka bus), and the client
-    settings every contender uses."""
+class Kafka(KafkaBench):
+    """The broker (admin on polybus' own aiokafka bus), and the client settings every
+    contender uses."""
 
-    def __init__(self, bootstrap: str, broker_pid: int | None = None):
-        self.bootstrap = bootstrap
-        self.broker_pid = broker_pid
-        self.broker_cpu: dict[str, list[float]] = {}
-        self.bus = bus.connect(f"aiokafka://{bootstrap}")
-        self.topics: list[str] = []
+    def __init__(self, broker: Broker):
+        super().__init__("aiokafka", broker, PARTITIONS)
         self.producer_kwargs, self.consumer_kwargs = _captured_kwargs(self, self.topic("probe"))
 
     def producer(self) -> bus.AsyncProducer:
@@ -223,13 +156,6 @@ class Kafka:
 
     def consumer(self, topic: str) -> bus.AsyncConsumer:
         return self.bus.async_consumer(topic, offset_reset="earliest")
-
-    def topic(self, what: str) -> str:
-        """A fresh topic, created (and visible in the metadata) before any clock starts."""
-        name = f"bench-{what}-{uuid.uuid4().hex[:12]}"
-        self.bus.create_topic(name, partitions=PARTITIONS)
-        self.topics.append(name)
-        return name
 
     async def expect_log(self, what: str, topic: str, n: int) -> None:
         """Fail unless ``topic`` holds exactly ``n`` records (offsets 0..n-1)."""
@@ -247,12 +173,6 @@ class Kafka:
             check(what, low[tp] == 0, f"partition {tp.partition} starts at offset {low[tp]}")
         total = sum(high.values())
         check(what, total == n, f"{total} records in {topic}, expected exactly {n}")
-
-    def close(self) -> None:
-        for name in self.topics:
-            with contextlib.suppress(bus.BusError):
-                self.bus.delete_topic(name)
-        self.bus.close()
 
 
 def in_loop(
@@ -292,10 +212,7 @@ def polybus_send_batch(k: Kafka, label: str, chunk: int) -> Callable[[int], Run]
     async def work(topic: str, n: int) -> Run:
         producer = k.producer()
         await producer.send(topic, VALUE)
-        chunks = [
-            [bus.Message(topic, VALUE) for _ in range(min(chunk, n - start))]
-            for start in range(0, n, chunk)
-        ]
+        chunks = message_chunks(topic, VALUE, n, chunk)
         send_batch = producer.send_batch
         sent = 0
         last: bus.Delivery | None = None
@@ -409,13 +326,10 @@ RAW_GETMANY = f"aiokafka getmany(max_records={POLL})"
 
 
 def _verify_read(what: str, read: int, n: int, last: Any, more: int) -> None:
-    """Exactly ``n`` read, the last (a ``bus.Message`` or an aiokafka record) at offset
-    n-1 with the value sent, and ``more`` (read after it) zero."""
-    expect_count(what, read, n)
-    offset = None if last is None else last.offset
-    check(what, offset == n - 1, f"last offset {offset}, expected {n - 1}")
-    check(what, last is not None and last.value == VALUE, "the last value is not what was sent")
-    check(what, more == 0, f"{more} more messages after the {n} expected")
+    """``verify_read`` of a run whose last message (a ``bus.Message`` or an aiokafka
+    record; None when nothing was read) is ``last``."""
+    offset, value = (None, None) if last is None else (last.offset, last.value)
+    verify_read(what, read, n, offset, value, more, VALUE)
 
 
 def raw_getmany(k: Kafka, topic: str, total: int, label: str = RAW_GETMANY) -> Callable[[int], Run]:
@@ -529,76 +443,31 @@ def pre_produce(k: Kafka, n: int) -> str:
 
 
 def _args(argv: list[str] | None) -> argparse.Namespace:
-    p = parser(
+    p = kafka_parser(
         "python -m bench.aiokafka",
         (__doc__ or "").splitlines()[0],
         default_count=100_000,
         quick_count=10_000,
-    )
-    for action in p._actions:
-        if action.dest == "rounds":
-            action.help = f"timed runs of each contender (default {DEFAULT_ROUNDS})"
-    p.add_argument(
-        "--consume-count",
-        type=int,
-        default=None,
-        help="messages read per consumer run (default 5 x count)",
-    )
-    p.add_argument(
-        "--send-count",
-        type=int,
-        default=None,
-        help=f"messages per send() / confirmed publish run (default min(count, {SEND_CAP}); "
-        "--quick: 50)",
-    )
-    p.add_argument(
-        "--faststream-count",
-        type=int,
-        default=None,
-        help=f"messages per FastStream publish(no_confirm) run (default min(count, "
-        f"{FASTSTREAM_CAP:,}))",
-    )
-    p.add_argument(
-        "--chunk",
-        type=int,
-        default=DEFAULT_CHUNK,
-        help=f"messages per send_batch call against raw aiokafka (default {DEFAULT_CHUNK:,})",
-    )
-    p.add_argument(
-        "--faststream-chunk",
-        type=int,
-        default=DEFAULT_FASTSTREAM_CHUNK,
-        help="messages per send_batch / publish_batch call in the FastStream batch pair "
-        f"(default {DEFAULT_FASTSTREAM_CHUNK:,})",
-    )
-    p.add_argument(
-        "--bootstrap",
-        default=os.environ.get("KAFKA_BOOTSTRAP_SERVERS") or None,
-        help="use this broker (host:port) instead of starting one "
-        "(default $KAFKA_BOOTSTRAP_SERVERS)",
+        sizes=[
+            (
+                "--chunk",
+                DEFAULT_CHUNK,
+                f"messages per send_batch call against raw aiokafka (default {DEFAULT_CHUNK:,})",
+            ),
+            (
+                "--faststream-chunk",
+                DEFAULT_FASTSTREAM_CHUNK,
+                "messages per send_batch / publish_batch call in the FastStream batch pair "
+                f"(default {DEFAULT_FASTSTREAM_CHUNK:,})",
+            ),
+        ],
     )
     p.add_argument(
         "--only",
         default=None,
         help="run only the cases whose name contains this text (e.g. 'poll_batch')",
     )
-    args = p.parse_args(argv)
-    if args.rounds is None and not args.quick:
-        args.rounds = DEFAULT_ROUNDS
-    args = settle(args)
-    if args.consume_count is None:
-        args.consume_count = 5 * args.count
-    if args.send_count is None:
-        args.send_count = min(args.count, 50 if args.quick else SEND_CAP)
-    if args.faststream_count is None:
-        args.faststream_count = min(args.count, FASTSTREAM_CAP)
-    sizes = (args.chunk, args.faststream_chunk, args.consume_count, args.send_count)
-    if min(*sizes, args.faststream_count) < 1:
-        raise SystemExit(
-            "--chunk, --faststream-chunk, --consume-count, --send-count and "
-            "--faststream-count must be at least 1"
-        )
-    return args
+    return settle_kafka(p.parse_args(argv))
 
 
 #: (ours, baseline, extra row fields, warm-up messages, goal ratio or None)
@@ -732,38 +601,6 @@ def _pairs(k: Kafka, args: argparse.Namespace, cases: list[str]) -> list[Pair]:
     return pairs
 
 
-def _broker_cpu(k: Kafka, label: str, rounds: int) -> list[float] | None:
-    """The broker's CPU seconds in each timed run of ``label`` (the last ``rounds``)."""
-    runs = k.broker_cpu.get(label)
-    return [round(x, 2) for x in runs[-rounds:]] if runs else None
-
-
-def _with_other_cases(output: Path, rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """``rows`` plus the aiokafka rows already in ``output`` for cases not run this time
-    (``--only``), in the order of ``CASES``: a partial run replaces only its own rows."""
-    ran = {r["case"] for r in rows}
-    old: list[dict[str, Any]] = []
-    with contextlib.suppress(OSError, ValueError):
-        loaded = json.loads(output.read_text(encoding="utf-8"))
-        if isinstance(loaded, list):
-            old = [
-                r
-                for r in loaded
-                if isinstance(r, dict)
-                and str(r.get("case", "")).startswith(PREFIX)
-                and r.get("case") not in ran
-            ]
-    order = {c: i for i, c in enumerate(CASES)}
-    return sorted([*old, *rows], key=lambda r: order.get(r["case"], len(order)))
-
-
-def _printable(kwargs: dict[str, Any]) -> dict[str, Any]:
-    return {
-        key: (v if isinstance(v, (str, int, float, bool, list, type(None))) else repr(v))
-        for key, v in kwargs.items()
-    }
-
-
 def main(argv: list[str] | None = None) -> int:
     args = _args(argv)
     rounds = args.rounds
@@ -773,18 +610,13 @@ def main(argv: list[str] | None = None) -> int:
     begun = time.perf_counter()
     start = environment(PACKAGES)
     rows = []
-    with kafka_broker(args.bootstrap) as (bootstrap, source, pid):
-        k = Kafka(bootstrap, pid)
+    with kafka_broker(args.bootstrap, "bench.aiokafka") as broker:
+        k = Kafka(broker)
         try:
             log(
-                f"bench.aiokafka: {args.count:,} messages of {SIZE} bytes per producer run, "
-                f"{args.consume_count:,} per consumer run, {args.send_count:,} per send run, "
-                f"{args.faststream_count:,} per FastStream publish(no_confirm)/batch run; "
-                f"{rounds} round(s); broker {bootstrap} ({source}); "
-                f"{start['cpu_count']} CPUs shared with the broker, load {start['loadavg_1_5_15']}"
+                kafka_plan("bench.aiokafka", args, SIZE, broker, start, "publish(no_confirm)/batch")
             )
             for ours, peer, fields, warmup, goal in _pairs(k, args, cases):
-                log(f"{ours.name} vs {peer.name}:")
                 mine, theirs = alternate(ours, peer, rounds, warmup=warmup)
                 ratio = mine.best / theirs.best
                 extra = dict(fields)
@@ -792,49 +624,27 @@ def main(argv: list[str] | None = None) -> int:
                     met = ratio >= goal
                     extra.update(goal=goal, goal_met=met)
                     log(f"  ratio {ratio:.2f} (goal >= {goal}: {'met' if met else 'MISSED'})")
-                rows.append(
-                    row(
-                        ours.name,
-                        mine,
-                        theirs,
-                        size=SIZE,
-                        partitions=PARTITIONS,
-                        rounds=rounds,
-                        ours_broker_cpu_s=_broker_cpu(k, ours.name, rounds),
-                        baseline_broker_cpu_s=_broker_cpu(k, peer.name, rounds),
-                        **extra,
-                    )
-                )
+                rows.append(k.row(mine, theirs, rounds, SIZE, **extra))
         except BenchError as error:
             log(f"bench.aiokafka FAILED: {error}")
             return 1
         finally:
             k.close()
-        env = environment(
+        env = environment_after(
             PACKAGES,
-            loadavg_at_start=start["loadavg_1_5_15"],
-            broker=source,
-            count=args.count,
-            consume_count=args.consume_count,
-            send_count=args.send_count,
-            faststream_count=args.faststream_count,
-            rounds=rounds,
+            start,
+            broker=broker.source,
+            **kafka_counts(args),
             chunk=args.chunk,
             faststream_chunk=args.faststream_chunk,
             partitions=PARTITIONS,
-            producer_kwargs=_printable(k.producer_kwargs),
-            consumer_kwargs=_printable(k.consumer_kwargs),
+            producer_kwargs=printable(k.producer_kwargs),
+            consumer_kwargs=printable(k.consumer_kwargs),
             seconds=round(time.perf_counter() - begun, 1),
-            stat="best of rounds (median also recorded)",
         )
     output: Path = args.output
-    save(output, "aiokafka", PREFIX, _with_other_cases(output, rows), env)
-    order = {c: i for i, c in enumerate(CASES)}
-    print(table(sorted(rows, key=lambda r: order[r["case"]])))
-    print(
-        f"\nbest of {rounds} run(s); load {env['loadavg_1_5_15']}; "
-        f"{env['seconds']} s; written to {output}"
-    )
+    save(output, "aiokafka", PREFIX, with_other_cases(output, rows, PREFIX, CASES), env)
+    report(in_case_order(rows, CASES), rounds, env, output)
     return 0
 
 

@@ -41,9 +41,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
-import json
-import os
 import resource
 import shutil
 import subprocess
@@ -51,8 +48,7 @@ import sys
 import tempfile
 import threading
 import time
-import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -63,20 +59,28 @@ from confluent_kafka import Producer as RawProducer
 import bus
 from bench._common import (
     BenchError,
+    Broker,
+    Clock,
     Contender,
+    KafkaBench,
     Run,
-    Stopwatch,
     alternate,
     check,
     environment,
-    expect_count,
+    environment_after,
     in_new_loop,
+    kafka_broker,
+    kafka_counts,
+    kafka_parser,
+    kafka_plan,
     log,
-    parser,
-    row,
+    message_chunks,
+    printable,
+    report,
     save,
-    settle,
-    table,
+    settle_kafka,
+    verify_read,
+    with_other_cases,
 )
 
 PREFIX = "kafka "
@@ -86,78 +90,9 @@ POLL = 500  # poll_batch(max_messages) and consume(num_messages)
 POLL_TIMEOUT = 5.0  # a wait this long for the next batch means the data is not there
 DRAIN_TIMEOUT = 0.3  # after the last message: nothing more may come
 DEFAULT_CHUNK = 10_000  # messages per send_batch call
-DEFAULT_ROUNDS = 5
-#: send() waits for each acknowledgement (linger.ms 5 included): a few hundred a second.
-SEND_CAP = 300
-#: FastStream publishes ~35,000 msg/s here: fewer messages keep its runs short.
-FASTSTREAM_CAP = 50_000
 PACKAGES = ["polybus", "confluent-kafka", "faststream", "attrs"]
 #: 100 printable bytes, no newline: the value of every message (kcat reads lines).
 VALUE = bytes(33 + (i * 7 + 13) % 94 for i in range(SIZE))
-REPO = Path(__file__).resolve().parents[1]
-
-
-# -- the broker ------------------------------------------------------------------------------
-
-
-@contextlib.contextmanager
-def kafka_broker(bootstrap: str | None) -> Iterator[tuple[str, str, int | None]]:
-    """Yield ``(bootstrap servers, where from, broker pid or None)``: the broker given,
-    else a fresh single-node one of the test harness, stopped at the end."""
-    if bootstrap:
-        yield bootstrap, "given", None
-        return
-    tests = str(REPO / "tests")
-    if tests not in sys.path:
-        sys.path.insert(0, tests)
-    from kafka_harness import KafkaCluster, KafkaHarnessError
-
-    cluster = KafkaCluster(1)
-    started = time.perf_counter()
-    try:
-        cluster.start()
-    except KafkaHarnessError as exc:
-        raise SystemExit(
-            f"bench.kafka: could not start a Kafka broker ({exc}); "
-            "give a running one with --bootstrap HOST:PORT"
-        ) from exc
-    try:
-        servers = cluster.bootstrap_servers
-        log(f"started a Kafka broker at {servers} ({time.perf_counter() - started:.1f} s)")
-        yield servers, "KafkaCluster(1) started by bench.kafka", cluster.nodes[0].pid
-    finally:
-        cluster.stop()
-
-
-def _process_cpu(pid: int | None) -> float | None:
-    """CPU seconds used so far by process ``pid`` (Linux ``/proc``), or None."""
-    if pid is None:
-        return None
-    try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    except (OSError, IndexError):
-        return None
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
-class Clock(Stopwatch):
-    """A ``Stopwatch`` that also notes the broker's CPU seconds while it ran."""
-
-    def __init__(self, k: Kafka, label: str):
-        super().__init__()
-        self._k, self._label = k, label
-        self._broker0: float | None = None
-
-    def __enter__(self) -> Clock:
-        super().__enter__()
-        self._broker0 = _process_cpu(self._k.broker_pid)
-        return self
-
-    def __exit__(self, *exc_info: object) -> None:
-        super().__exit__(*exc_info)
-        end = _process_cpu(self._k.broker_pid)
-        if end is not None and self._broker0 is not None:
-            self._k.broker_cpu.setdefault(self._label, []).append(end - self._broker0)
 
 
 # -- what every run shares --------------------------------------------------------------------
@@ -190,31 +125,22 @@ def _captured_configs(k: Kafka, topic: str) -> tuple[dict[str, Any], dict[str, A
     return seen["producer"], consumer_conf
 
 
-def _printable(conf: dict[str, Any]) -> dict[str, Any]:
-    return {k: (v if isinstance(v, (str, int, float, bool)) else repr(v)) for k, v in conf.items()}
-
-
-class Kafka:
-    """A connection to the broker, and the settings every contender uses."""
+class Kafka(KafkaBench):
+    """The broker on polybus' kafka:// bus, and the settings every contender uses."""
 
     def __init__(
         self,
-        bootstrap: str,
-        broker_pid: int | None = None,
+        broker: Broker,
         producer_extra: dict[str, str] | None = None,
         consumer_extra: dict[str, str] | None = None,
     ):
-        self.bootstrap = bootstrap
-        self.broker_pid = broker_pid
-        self.broker_cpu: dict[str, list[float]] = {}
+        super().__init__("kafka", broker, PARTITIONS)
         self.producer_extra = producer_extra or {}
         self.consumer_extra = consumer_extra or {}
-        self.bus = bus.connect(f"kafka://{bootstrap}")
-        self.topics: list[str] = []
         self._tmp = Path(tempfile.mkdtemp(prefix="bench-kafka-"))
         self._lines: dict[int, Path] = {}
         self._checker = RawConsumer(
-            {"bootstrap.servers": bootstrap, "group.id": "bench-watermarks"}
+            {"bootstrap.servers": self.bootstrap, "group.id": "bench-watermarks"}
         )
         self.producer_conf, self.consumer_conf = _captured_configs(self, self.topic("probe"))
         self.warm_topic = self.topic("warm-up")
@@ -236,13 +162,6 @@ class Kafka:
 
     def consumer(self, topic: str) -> bus.Consumer:
         return self.bus.consumer(topic, offset_reset="earliest", config=self.consumer_extra)
-
-    def topic(self, what: str) -> str:
-        """A fresh topic, created (and its leader known) before any clock starts."""
-        name = f"bench-{what}-{uuid.uuid4().hex[:12]}"
-        self.bus.create_topic(name, partitions=PARTITIONS)
-        self.topics.append(name)
-        return name
 
     def expect_log(self, what: str, topic: str, n: int) -> None:
         """Fail unless ``topic`` holds exactly ``n`` records (offsets 0..n-1)."""
@@ -267,10 +186,7 @@ class Kafka:
     def close(self) -> None:
         self._checker.close()
         shutil.rmtree(self._tmp, ignore_errors=True)
-        for name in self.topics:
-            with contextlib.suppress(bus.BusError):
-                self.bus.delete_topic(name)
-        self.bus.close()
+        super().close()
 
 
 # -- producers ----------------------------------------------------------------------------------
@@ -300,10 +216,7 @@ def polybus_send_batch(k: Kafka, label: str, chunk: int) -> Callable[[int], Run]
         topic = k.topic("send-batch")
         producer = k.producer()
         k.ready(producer)
-        chunks = [
-            [bus.Message(topic, VALUE) for _ in range(min(chunk, n - start))]
-            for start in range(0, n, chunk)
-        ]
+        chunks = message_chunks(topic, VALUE, n, chunk)
         send_batch = producer.send_batch
         sent = 0
         with Clock(k, label) as clock:
@@ -477,13 +390,6 @@ def faststream_publish(k: Kafka, label: str, confirm: bool) -> Callable[[int], R
 RAW_CONSUME = f"confluent-kafka consume({POLL})"
 
 
-def _verify_read(what: str, read: int, n: int, offset: int | None, value: Any, more: int) -> None:
-    expect_count(what, read, n)
-    check(what, offset == n - 1, f"last offset {offset}, expected {n - 1}")
-    check(what, value == VALUE, "the last value is not what was sent")
-    check(what, more == 0, f"{more} more messages after the {n} expected")
-
-
 def raw_consume(k: Kafka, topic: str, total: int, label: str = RAW_CONSUME) -> Callable[[int], Run]:
     """Our consumer's settings; like our group-less consumer's constructor, fetch the
     topic's metadata and ``assign`` its partitions from the beginning before timing."""
@@ -507,7 +413,7 @@ def raw_consume(k: Kafka, topic: str, total: int, label: str = RAW_CONSUME) -> C
                 last = batch[-1]
         more = len(consumer.consume(POLL, DRAIN_TIMEOUT)) if n == total else 0
         consumer.close()
-        _verify_read(label, read, n, last and last.offset(), last and last.value(), more)
+        verify_read(label, read, n, last and last.offset(), last and last.value(), more, VALUE)
         return clock.run(read)
 
     return work
@@ -528,7 +434,7 @@ def polybus_poll_batch(k: Kafka, topic: str, total: int, label: str) -> Callable
                 last = batch[-1]
         more = len(consumer.poll_batch(POLL, timeout=DRAIN_TIMEOUT)) if n == total else 0
         consumer.close()
-        _verify_read(label, read, n, last and last.offset, last and last.value, more)
+        verify_read(label, read, n, last and last.offset, last and last.value, more, VALUE)
         return clock.run(read)
 
     return work
@@ -556,7 +462,7 @@ def polybus_iteration(k: Kafka, topic: str, total: int, label: str) -> Callable[
         if read == n == total:
             more = len(consumer.poll_batch(POLL, timeout=DRAIN_TIMEOUT))
         consumer.close()
-        _verify_read(label, read, n, last and last.offset, last and last.value, more)
+        verify_read(label, read, n, last and last.offset, last and last.value, more, VALUE)
         return clock.run(read)
 
     return work
@@ -589,46 +495,14 @@ def _settings(pairs: list[str], what: str) -> dict[str, str]:
 
 
 def _args(argv: list[str] | None) -> argparse.Namespace:
-    p = parser(
+    p = kafka_parser(
         "python -m bench.kafka",
         (__doc__ or "").splitlines()[0],
         default_count=200_000,
         quick_count=20_000,
-    )
-    for action in p._actions:
-        if action.dest == "rounds":
-            action.help = f"timed runs of each contender (default {DEFAULT_ROUNDS})"
-    p.add_argument(
-        "--consume-count",
-        type=int,
-        default=None,
-        help="messages read per consumer run (default 5 x count)",
-    )
-    p.add_argument(
-        "--send-count",
-        type=int,
-        default=None,
-        help=f"messages per send() / confirmed publish run (default min(count, {SEND_CAP}); "
-        "--quick: 50)",
-    )
-    p.add_argument(
-        "--faststream-count",
-        type=int,
-        default=None,
-        help=f"messages per FastStream publish(no_confirm) run (default min(count, "
-        f"{FASTSTREAM_CAP:,}))",
-    )
-    p.add_argument(
-        "--chunk",
-        type=int,
-        default=DEFAULT_CHUNK,
-        help=f"messages per send_batch call (default {DEFAULT_CHUNK:,})",
-    )
-    p.add_argument(
-        "--bootstrap",
-        default=os.environ.get("KAFKA_BOOTSTRAP_SERVERS") or None,
-        help="use this broker (host:port) instead of starting one "
-        "(default $KAFKA_BOOTSTRAP_SERVERS)",
+        sizes=[
+            ("--chunk", DEFAULT_CHUNK, f"messages per send_batch call (default {DEFAULT_CHUNK:,})")
+        ],
     )
     p.add_argument(
         "--only",
@@ -650,20 +524,7 @@ def _args(argv: list[str] | None) -> argparse.Namespace:
         metavar="KEY=VALUE",
         help="an extra librdkafka consumer setting, for ours and the raw consumer (repeatable)",
     )
-    args = p.parse_args(argv)
-    if args.rounds is None and not args.quick:
-        args.rounds = DEFAULT_ROUNDS
-    args = settle(args)
-    if args.consume_count is None:
-        args.consume_count = 5 * args.count
-    if args.send_count is None:
-        args.send_count = min(args.count, 50 if args.quick else SEND_CAP)
-    if args.faststream_count is None:
-        args.faststream_count = min(args.count, FASTSTREAM_CAP)
-    if min(args.chunk, args.consume_count, args.send_count, args.faststream_count) < 1:
-        raise SystemExit(
-            "--chunk, --consume-count, --send-count and --faststream-count must be at least 1"
-        )
+    args = settle_kafka(p.parse_args(argv))
     args.producer_extra = _settings(args.producer_config, "producer")
     args.consumer_extra = _settings(args.consumer_config, "consumer")
     return args
@@ -778,31 +639,6 @@ def _pairs(k: Kafka, args: argparse.Namespace, cases: list[str]) -> list[Pair]:
     return pairs
 
 
-def _broker_cpu(k: Kafka, label: str, rounds: int) -> list[float] | None:
-    """The broker's CPU seconds in each timed run of ``label`` (the last ``rounds``)."""
-    runs = k.broker_cpu.get(label)
-    return [round(x, 2) for x in runs[-rounds:]] if runs else None
-
-
-def _with_other_cases(output: Path, rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """``rows`` plus the kafka rows already in ``output`` for cases not run this time
-    (``--only``), in the order of ``CASES``: a partial run replaces only its own rows."""
-    ran = {r["case"] for r in rows}
-    old: list[dict[str, Any]] = []
-    with contextlib.suppress(OSError, ValueError):
-        loaded = json.loads(output.read_text(encoding="utf-8"))
-        if isinstance(loaded, list):
-            old = [
-                r
-                for r in loaded
-                if isinstance(r, dict)
-                and str(r.get("case", "")).startswith(PREFIX)
-                and r.get("case") not in ran
-            ]
-    order = {c: i for i, c in enumerate(CASES)}
-    return sorted([*old, *rows], key=lambda r: order.get(r["case"], len(order)))
-
-
 def main(argv: list[str] | None = None) -> int:
     args = _args(argv)
     rounds = args.rounds
@@ -813,60 +649,32 @@ def main(argv: list[str] | None = None) -> int:
     begun = time.perf_counter()
     start = environment(PACKAGES)
     rows = []
-    with kafka_broker(args.bootstrap) as (bootstrap, source, pid):
-        k = Kafka(bootstrap, pid, args.producer_extra, args.consumer_extra)
+    with kafka_broker(args.bootstrap, "bench.kafka") as broker:
+        k = Kafka(broker, args.producer_extra, args.consumer_extra)
         try:
-            log(
-                f"bench.kafka: {args.count:,} messages of {SIZE} bytes per producer run, "
-                f"{args.consume_count:,} per consumer run, {args.send_count:,} per send run, "
-                f"{args.faststream_count:,} per FastStream publish(no_confirm) run; "
-                f"{rounds} round(s); broker {bootstrap} ({source}); "
-                f"{start['cpu_count']} CPUs shared with the broker, load {start['loadavg_1_5_15']}"
-            )
+            log(kafka_plan("bench.kafka", args, SIZE, broker, start, "publish(no_confirm)"))
             for ours, peer, extra, warmup in _pairs(k, args, cases):
-                log(f"{ours.name} vs {peer.name}:")
                 mine, theirs = alternate(ours, peer, rounds, warmup=warmup)
-                rows.append(
-                    row(
-                        ours.name,
-                        mine,
-                        theirs,
-                        size=SIZE,
-                        partitions=PARTITIONS,
-                        rounds=rounds,
-                        ours_broker_cpu_s=_broker_cpu(k, ours.name, rounds),
-                        baseline_broker_cpu_s=_broker_cpu(k, peer.name, rounds),
-                        **extra,
-                    )
-                )
+                rows.append(k.row(mine, theirs, rounds, SIZE, **extra))
         except BenchError as error:
             log(f"bench.kafka FAILED: {error}")
             return 1
         finally:
             k.close()
-        env = environment(
+        env = environment_after(
             PACKAGES,
-            loadavg_at_start=start["loadavg_1_5_15"],
-            broker=source,
-            count=args.count,
-            consume_count=args.consume_count,
-            send_count=args.send_count,
-            faststream_count=args.faststream_count,
-            rounds=rounds,
+            start,
+            broker=broker.source,
+            **kafka_counts(args),
             chunk=args.chunk,
             partitions=PARTITIONS,
-            producer_config=_printable(k.producer_conf),
-            consumer_config=_printable(k.consumer_conf),
+            producer_config=printable(k.producer_conf),
+            consumer_config=printable(k.consumer_conf),
             seconds=round(time.perf_counter() - begun, 1),
-            stat="best of rounds (median also recorded)",
         )
     output: Path = args.output
-    save(output, "kafka", PREFIX, _with_other_cases(output, rows), env)
-    print(table(rows))
-    print(
-        f"\nbest of {rounds} run(s); load {env['loadavg_1_5_15']}; "
-        f"{env['seconds']} s; written to {output}"
-    )
+    save(output, "kafka", PREFIX, with_other_cases(output, rows, PREFIX, CASES), env)
+    report(rows, rounds, env, output)
     return 0
 
 

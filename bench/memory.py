@@ -45,15 +45,18 @@ from bench._common import (
     alternate,
     check,
     environment,
+    environment_after,
     expect_count,
     in_new_loop,
     log,
+    message_chunks,
     parser,
     payload,
+    report,
     row,
     save,
     settle,
-    table,
+    verify_read,
 )
 
 PREFIX = "memory "
@@ -64,6 +67,7 @@ POLL_TIMEOUT = 1.0  # never reached while messages are waiting; ends a short run
 DEFAULT_CHUNK = 1000  # messages per send_batch call
 KOMBU_CAP = 100_000
 FASTSTREAM_CAP = 50_000
+PACKAGES = ["polybus", "attrs", "kombu", "faststream"]
 VALUE = payload(SIZE)
 
 
@@ -77,18 +81,8 @@ def _fresh() -> tuple[str, bus.Bus]:
 def _verify(
     case: str, read: int, n: int, last: bus.Message | None, rest: list[bus.Message]
 ) -> None:
-    expect_count(case, read, n)
-    check(case, not rest, f"{len(rest)} more messages after the {n} expected")
-    check(case, last is not None and last.offset == n - 1, f"last offset {last and last.offset}")
-    check(case, last is not None and last.value == VALUE, "the last value is not what was sent")
-
-
-def _chunks(n: int, chunk: int) -> list[list[bus.Message]]:
-    """The send_batch inputs, built before the clock starts: n distinct messages."""
-    return [
-        [bus.Message(TOPIC, VALUE) for _ in range(min(chunk, n - start))]
-        for start in range(0, n, chunk)
-    ]
+    offset, value = (None, None) if last is None else (last.offset, last.value)
+    verify_read(case, read, n, offset, value, len(rest), VALUE)
 
 
 # -- ours: blocking API -----------------------------------------------------------------------
@@ -136,7 +130,7 @@ def sync_enqueue(n: int) -> Run:
 
 def sync_send_batch(chunk: int) -> Callable[[int], Run]:
     def work(n: int) -> Run:
-        return _sync(n, _chunks(n, chunk), "memory sync send_batch")
+        return _sync(n, message_chunks(TOPIC, VALUE, n, chunk), "memory sync send_batch")
 
     return work
 
@@ -189,7 +183,7 @@ async_enqueue = in_new_loop(_async_enqueue)
 
 def async_send_batch(chunk: int) -> Callable[[int], Run]:
     async def work(n: int) -> Run:
-        return await _async(n, _chunks(n, chunk), "memory async send_batch")
+        return await _async(n, message_chunks(TOPIC, VALUE, n, chunk), "memory async send_batch")
 
     return in_new_loop(work)
 
@@ -316,7 +310,7 @@ def main(argv: list[str] | None = None) -> int:
             f"send_batch of {chunk} prebuilt Messages",
         ),
     ]
-    start = environment(["polybus", "attrs", "kombu", "faststream"])
+    start = environment(PACKAGES)
     log(
         f"bench.memory: {n:,} messages of {SIZE} bytes per run, {rounds} round(s); "
         f"kombu {kombu.n:,}, FastStream {faststream.n:,}; "
@@ -325,7 +319,6 @@ def main(argv: list[str] | None = None) -> int:
     rows = []
     try:
         for ours, peer, path in pairs:
-            log(f"{ours.name} vs {peer.name}:")
             mine, theirs = alternate(ours, peer, rounds)
             rows.append(
                 row(
@@ -341,18 +334,10 @@ def main(argv: list[str] | None = None) -> int:
     except BenchError as error:
         log(f"bench.memory FAILED: {error}")
         return 1
-    env = environment(
-        ["polybus", "attrs", "kombu", "faststream"],
-        loadavg_at_start=start["loadavg_1_5_15"],
-        count=n,
-        rounds=rounds,
-        chunk=chunk,
-        stat="best of rounds (median also recorded)",
-    )
+    env = environment_after(PACKAGES, start, count=n, rounds=rounds, chunk=chunk)
     output: Path = args.output
     save(output, "memory", PREFIX, rows, env)
-    print(table(rows))
-    print(f"\nbest of {rounds} run(s); load {env['loadavg_1_5_15']}; written to {output}")
+    report(rows, rounds, env, output)
     return 0
 
 
