@@ -12,11 +12,7 @@ from bus._checks import deserialize_messages as _decode
 from bus._codecs import Decoder
 from bus._errors import ClosedError, UnsupportedError
 from bus._message import Message, TopicPartition
-from bus.spi import AsyncConsumerDriver, ConsumerDriver, gives_back
-
-#: How many messages an iteration fetches at once from a driver that can take the
-#: unhanded ones back (``give_back``); one at a time from others.
-ITER_BATCH = 500
+from bus.spi import AsyncConsumerDriver, ConsumerDriver
 
 
 class _ConsumerCore:
@@ -40,26 +36,10 @@ class _ConsumerCore:
         self._decoding = decode_value is not None or decode_key is not None
         self._closing = False  # set first by close(): iteration stops
         self._closed = False
-        # The batch an iteration is handing out, and the index of the message the
-        # application holds now: the ones before it are processed, it and the ones
-        # after it are not, whatever the driver was told when it returned the batch.
-        self._held: list[Message] | None = None
-        self._held_at = 0
 
     def _ensure_open(self) -> None:
         if self._closing:
             raise ClosedError(f"{type(self).__name__} is closed")
-
-    def _unheld(self, first: int) -> dict[TopicPartition, int] | None:
-        """Forget the held batch; the first offset per partition of its messages from
-        index ``first`` on (the ones to give back to the driver), if any."""
-        batch, self._held = self._held, None
-        if batch is None or first >= len(batch):
-            return None
-        starts: dict[TopicPartition, int] = {}
-        for m in batch[first:]:
-            starts.setdefault(TopicPartition(m.topic, m.partition), m.offset)  # type: ignore[arg-type]
-        return starts
 
     def _decoded(self, batch: list[Message]) -> list[Message]:
         if self._decoding and batch:
@@ -122,31 +102,17 @@ class Consumer(_ConsumerCore):
         self._driver = driver
         self._io = threading.RLock()  # held while the driver polls; close() waits for it
         self._state = threading.Lock()
-        self._iter_size = ITER_BATCH if gives_back(driver) else 1
-
-    def _settle(self, first: int) -> None:
-        """Give the driver back the held messages from index ``first`` on."""
-        with self._io:
-            starts = self._unheld(first)
-            if starts and not self._closed:
-                self._driver.give_back(starts)
 
     def _poll(self, max_messages: int, timeout: float | None) -> list[Message]:
         self._ensure_open()
-        if self._held is not None:  # asking for more: the held message is processed
-            self._settle(self._held_at + 1)
         return self._poll_open(max_messages, timeout)
 
-    def _poll_open(
-        self, max_messages: int, timeout: float | None, *, hold: bool = False
-    ) -> list[Message]:
+    def _poll_open(self, max_messages: int, timeout: float | None) -> list[Message]:
         with self._io:
             if self._closing:
                 return []
-            batch = self._decoded(self._driver.poll_batch(max_messages, timeout))
-            if hold and batch:
-                self._held, self._held_at = batch, 0
-        return batch
+            batch = self._driver.poll_batch(max_messages, timeout)
+        return self._decoded(batch)
 
     def poll(self, timeout: float | None = None) -> Message | None:
         """The next message, or ``None`` after ``timeout`` seconds (``None``: wait
@@ -161,44 +127,23 @@ class Consumer(_ConsumerCore):
 
     def __iter__(self) -> Iterator[Message]:
         """Yield messages until ``close()`` is called (from any thread). Blocks while
-        there are none, without spinning.
-
-        Messages are fetched in batches; each counts as processed when the loop asks
-        for the next one. Leaving the loop (``break``, an exception) gives the rest of
-        the batch back, the message in hand included, to be delivered again."""
+        there are none, without spinning."""
         while not self._closing:
-            batch = self._poll_open(
-                self._iter_size, None, hold=self._iter_size > 1
-            )  # [] after close()
-            for i, message in enumerate(batch):
-                self._held_at = i
-                try:
-                    yield message
-                except GeneratorExit:
-                    if self._held is batch:
-                        self._settle(i)
-                    raise
-                if self._held is not batch:  # close(), poll(), commit() or seek() settled it
-                    break
-            else:
-                if self._held is batch:
-                    self._held = None  # all handed out: the next poll marks them processed
+            batch = self._poll_open(1, None)  # [] once close() came from another thread
+            if batch:
+                yield batch[0]
 
     def commit(self, message: Message | None = None) -> None:
         """Commit every processed position (``None``: everything returned so far), or
         ``message``'s partition up to and including it. Raises ``bus.CommitError``."""
         self._ensure_open()
         self._check_commit(message)
-        if message is None and self._held is not None:
-            self._settle(self._held_at + 1)  # the held message is processed, the rest not
         self._driver.commit(message)  # no lock: on_revoke may commit from inside a poll
 
     def seek(self, topic: str, partition: int, offset: int) -> None:
         """Make ``offset`` the next message read from an assigned partition."""
         self._ensure_open()
         args = self._check_seek(topic, partition, offset)
-        if self._held is not None:
-            self._settle(self._held_at + 1)
         self._driver.seek(*args)
 
     def assignment(self) -> frozenset[TopicPartition]:
@@ -216,9 +161,6 @@ class Consumer(_ConsumerCore):
             self._closing = True
         self._driver.wakeup()
         with self._io:
-            starts = self._unheld(self._held_at)  # the message in hand is not processed
-            if starts:
-                self._driver.give_back(starts)
             self._closed = True
             self._driver.close(timeout)
 
@@ -252,33 +194,19 @@ class AsyncConsumer(_ConsumerCore):
         super().__init__(backend, topics, group, decode_value, decode_key, capabilities)
         self._driver = driver
         self._io: asyncio.Lock | None = None  # made lazily: it binds to the running loop
-        self._iter_size = ITER_BATCH if gives_back(driver) else 1
-
-    def _settle(self, first: int) -> None:
-        """Give the driver back the held messages from index ``first`` on. Synchronous,
-        so it runs whole between two awaits of any other task."""
-        starts = self._unheld(first)
-        if starts and not self._closed:
-            self._driver.give_back(starts)
 
     def _lock(self) -> asyncio.Lock:
         if self._io is None:
             self._io = asyncio.Lock()
         return self._io
 
-    async def _poll(
-        self, max_messages: int, timeout: float | None, *, hold: bool = False
-    ) -> list[Message]:
+    async def _poll(self, max_messages: int, timeout: float | None) -> list[Message]:
         self._ensure_open()
-        if self._held is not None:  # asking for more: the held message is processed
-            self._settle(self._held_at + 1)
         async with self._lock():
             if self._closing:
                 return []
-            batch = self._decoded(await self._driver.poll_batch(max_messages, timeout))
-            if hold and batch:
-                self._held, self._held_at = batch, 0
-        return batch
+            batch = await self._driver.poll_batch(max_messages, timeout)
+        return self._decoded(batch)
 
     async def poll(self, timeout: float | None = None) -> Message | None:
         """The next message, or ``None`` after ``timeout`` seconds."""
@@ -295,39 +223,21 @@ class AsyncConsumer(_ConsumerCore):
         return self._iterate()
 
     async def _iterate(self) -> AsyncIterator[Message]:
-        """As ``Consumer.__iter__``: batches, each message processed when the loop asks
-        for the next. After ``break`` or a cancelled task the generator stays suspended
-        with the message in hand; ``close()`` (or its ``aclose()``) gives the rest back."""
         while not self._closing:
-            batch = await self._poll(self._iter_size, None, hold=self._iter_size > 1)
-            for i, message in enumerate(batch):
-                self._held_at = i
-                try:
-                    yield message
-                except GeneratorExit:
-                    if self._held is batch:
-                        self._settle(i)
-                    raise
-                if self._held is not batch:  # close(), poll(), commit() or seek() settled it
-                    break
-            else:
-                if self._held is batch:
-                    self._held = None  # all handed out: the next poll marks them processed
+            batch = await self._poll(1, None)
+            if batch:
+                yield batch[0]
 
     async def commit(self, message: Message | None = None) -> None:
         """Commit processed positions, or ``message``'s partition through it."""
         self._ensure_open()
         self._check_commit(message)
-        if message is None and self._held is not None:
-            self._settle(self._held_at + 1)  # the held message is processed, the rest not
         await self._driver.commit(message)  # no lock: on_revoke may commit from inside a poll
 
     async def seek(self, topic: str, partition: int, offset: int) -> None:
         """Make ``offset`` the next message read from an assigned partition."""
         self._ensure_open()
         args = self._check_seek(topic, partition, offset)
-        if self._held is not None:
-            self._settle(self._held_at + 1)
         await self._driver.seek(*args)
 
     def assignment(self) -> frozenset[TopicPartition]:
@@ -343,7 +253,6 @@ class AsyncConsumer(_ConsumerCore):
             return
         self._closing = True
         self._driver.wakeup()
-        self._settle(self._held_at)  # the message in hand is not processed
         async with self._lock():
             self._closed = True
             await self._driver.close(timeout)

@@ -235,18 +235,6 @@ class ConsumerDriver(abc.ABC):
     def wakeup(self) -> None:
         """From any thread: make the current (or next) ``poll_batch`` return early."""
 
-    def give_back(self, starts: Mapping[TopicPartition, int]) -> None:
-        """Settle the batch ``poll_batch`` returned last only in part (optional).
-
-        In each partition of ``starts``, the messages from that offset on were not
-        processed: the next ``poll_batch`` returns them again. Every other message of
-        the batch counts as processed now. Iteration fetches batches and calls this
-        when it stops in the middle of one; a driver without it is iterated one
-        message at a time. Called between polls, from the polling thread or the one
-        closing the consumer (just before ``close``).
-        """
-        raise NotImplementedError
-
     @abc.abstractmethod
     def close(self, timeout: float | None) -> None:
         """Commit processed positions if auto-committing, leave the group, release.
@@ -312,18 +300,8 @@ class AsyncConsumerDriver(abc.ABC):
     @abc.abstractmethod
     def wakeup(self) -> None: ...
 
-    def give_back(self, starts: Mapping[TopicPartition, int]) -> None:
-        """As ``ConsumerDriver.give_back`` (optional, and synchronous here too)."""
-        raise NotImplementedError
-
     @abc.abstractmethod
     async def close(self, timeout: float | None) -> None: ...
-
-
-def gives_back(driver: ConsumerDriver | AsyncConsumerDriver) -> bool:
-    """Whether ``driver`` implements the optional ``give_back``."""
-    base = AsyncConsumerDriver if isinstance(driver, AsyncConsumerDriver) else ConsumerDriver
-    return type(driver).give_back is not base.give_back
 
 
 class UnclaimedFailures:

@@ -275,17 +275,6 @@ class AioKafkaConsumer(AsyncConsumerDriver):
     def assignment(self) -> frozenset[bus.TopicPartition]:
         return frozenset(bus.TopicPartition(t, p) for t, p in self._assigned)
 
-    def give_back(self, starts: Mapping[bus.TopicPartition, int]) -> None:
-        returned, self._returned = self._returned, {}
-        for tp, offset in starts.items():
-            returned[(tp.topic, tp.partition)] = offset
-        self._processed.update({k: v for k, v in returned.items() if k in self._assigned})
-        if self._raw is None:
-            return
-        for tp, offset in starts.items():
-            if (tp.topic, tp.partition) in self._assigned:
-                self._raw.seek(RawTP(tp.topic, tp.partition), offset)
-
     def wakeup(self) -> None:
         self._woken = True
 

@@ -264,23 +264,6 @@ class KafkaConsumer(ConsumerDriver):
     def assignment(self) -> frozenset[bus.TopicPartition]:
         return frozenset(_tps(self._assigned))
 
-    def give_back(self, starts: Mapping[bus.TopicPartition, int]) -> None:
-        returned, self._returned = self._returned, {}
-        for tp, offset in starts.items():
-            returned[(tp.topic, tp.partition)] = offset
-        processed = {k: v for k, v in returned.items() if k in self._assigned}
-        self._processed.update(processed)
-        if self._auto_commit:
-            self._store(processed)
-        for tp, offset in starts.items():
-            if (tp.topic, tp.partition) in self._assigned:
-                try:
-                    self._raw.seek(RawTP(tp.topic, tp.partition, offset))
-                except KafkaException as exc:
-                    raise with_cause(
-                        mapped(exc, OTHER, f"give back {tp.topic}[{tp.partition}]@{offset}"), exc
-                    ) from None
-
     def wakeup(self) -> None:
         self._woken.set()
 

@@ -133,10 +133,6 @@ class AsyncMemoryConsumer(AsyncConsumerDriver):
         with self._state.broker.lock:
             return self._state.assigned
 
-    def give_back(self, starts: Mapping[TopicPartition, int]) -> None:
-        with self._state.broker.lock:
-            self._state.give_back(starts)
-
     def wakeup(self) -> None:
         with self._state.broker.lock:
             self._state.woken = True

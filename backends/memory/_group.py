@@ -213,16 +213,6 @@ class ConsumerState:
             self.processed.update(self.returned)
             self.returned = {}
 
-    def give_back(self, starts: Mapping[TopicPartition, int]) -> None:
-        """The last batch is processed but for what ``starts`` gives back: those
-        partitions are processed up to, and read again from, their offset."""
-        self.processed.update(self.returned)
-        self.returned = {}
-        for tp, offset in starts.items():
-            if tp in self.positions:  # still held
-                self.positions[tp] = offset
-                self.processed[tp] = offset
-
     def fetch(self, max_messages: int) -> list[Message]:
         """Up to ``max_messages`` from the held partitions, rotating the start."""
         if not self.positions:
