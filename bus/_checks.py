@@ -167,14 +167,17 @@ def deserialize_messages(
     """Messages with value (and key) decoded; failures raise ``SerializationError``
     naming the topic, partition and offset of the message."""
     out = []
-    for m in messages:
+    for index, m in enumerate(messages):
         try:
             v = m.value if value is None or m.value is None else value(m.value)
             k = m.key if key is None or m.key is None else key(m.key)
         except Exception as exc:
             raise SerializationError(
                 f"could not deserialize the message at {m.topic}[{m.partition}]@{m.offset}: "
-                f"{type(exc).__name__}: {exc}"
+                f"{type(exc).__name__}: {exc} (error.messages holds the {len(messages)} "
+                "fetched messages undecoded)",
+                messages=messages,
+                index=index,
             ) from exc
         out.append(consumed_message(m.topic, v, k, m.headers, m.partition, m.offset, m.timestamp))  # type: ignore[arg-type]
     return out

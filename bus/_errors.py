@@ -8,7 +8,7 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from bus._message import Delivery
+    from bus._message import Delivery, Message
 
 
 class BusError(Exception):
@@ -61,7 +61,20 @@ class ClosedError(BusError):
 
 
 class SerializationError(BusError):
-    """A serializer or deserializer failed; the codec's exception is the ``__cause__``."""
+    """A serializer or deserializer failed; the codec's exception is the ``__cause__``.
+
+    Raised by a consumer, it hands over what it could not decode: ``messages`` is the
+    whole batch that poll fetched, undecoded (bytes), and ``index`` the position of the
+    message that failed. Those messages count as received, so an application that
+    logs or parks them (a dead-letter topic) loses none of them.
+    """
+
+    def __init__(
+        self, message: str, *, messages: Sequence[Message] = (), index: int | None = None
+    ) -> None:
+        super().__init__(message)
+        self.messages: tuple[Message, ...] = tuple(messages)
+        self.index = index
 
 
 class AuthenticationError(BusError):

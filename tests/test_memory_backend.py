@@ -113,3 +113,22 @@ def test_offsets_are_dense_per_partition_across_producers(b: bus.Bus) -> None:
     first, second = b.producer(), b.producer()
     offsets = [p.send("t", b"x", partition=1).offset for p in (first, second, first)]
     assert offsets == [0, 1, 2]
+
+
+def test_a_deserializer_error_hands_over_the_whole_batch_undecoded(b: bus.Bus) -> None:
+    b.create_topic("t")
+    with b.producer() as producer:
+        for i in range(10):
+            producer.send("t", b"BAD" if i == 5 else str(i).encode())
+
+    def decode(value: bytes) -> int:
+        return int(value)
+
+    with b.consumer("t", offset_reset="earliest", deserializer=decode) as consumer:
+        with pytest.raises(bus.SerializationError) as caught:
+            consumer.poll_batch(100, timeout=1)
+        assert caught.value.index == 5
+        assert [m.value for m in caught.value.messages] == [
+            b"BAD" if i == 5 else str(i).encode() for i in range(10)
+        ]
+        assert [m.offset for m in caught.value.messages] == list(range(10))
