@@ -13,7 +13,6 @@ import asyncio
 import contextlib
 import difflib
 import threading
-import time
 from collections.abc import Mapping
 from typing import Any
 
@@ -61,10 +60,6 @@ TOPIC_CONFIGS = frozenset(
         "unclean.leader.election.enable",
     }
 )
-
-
-def now_ms() -> int:
-    return time.time_ns() // 1_000_000
 
 
 #: A record in a partition log: value, key, headers, timestamp. Plain tuples, not
@@ -120,7 +115,6 @@ class Broker:
         self.groups: dict[str, Any] = {}  # name -> backends.memory._group.Group
         self.sync_waiting = 0
         self.async_waiters: set[tuple[asyncio.AbstractEventLoop, asyncio.Future[None]]] = set()
-        self.subscribers: list[object] = []  # consumer states to tell about new topics
 
     # -- called with the lock held ---------------------------------------------------------
 
