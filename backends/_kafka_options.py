@@ -4,7 +4,10 @@ Each backend maps them onto its client library's own settings."""
 
 from __future__ import annotations
 
-from bus._options import BUS, Option, seconds, text
+from collections.abc import Mapping
+from typing import Any
+
+from bus.spi import BUS, Option, seconds, text
 
 SHARED_OPTIONS: tuple[Option, ...] = (
     Option(
@@ -40,3 +43,10 @@ SHARED_OPTIONS: tuple[Option, ...] = (
         "ssl_password", frozenset({BUS}), None, "Password of the private key.", text, secret=True
     ),
 )
+
+
+def merged(bus_options: Mapping[str, Any], settings: Mapping[str, Any]) -> dict[str, Any]:
+    """A client's settings with its ``config`` laid over the connection's."""
+    result = dict(settings)
+    result["config"] = {**(bus_options.get("config") or {}), **(settings.get("config") or {})}
+    return result

@@ -60,6 +60,7 @@ from typing import Any
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
+import backends.aiokafka
 import bus
 from bench._common import (
     BenchError,
@@ -105,51 +106,17 @@ VALUE = payload(SIZE)
 # -- what every run shares --------------------------------------------------------------------
 
 
-def _captured_kwargs(k: Kafka, topic: str) -> tuple[dict[str, Any], dict[str, Any]]:
-    """The exact keyword arguments polybus gives ``AIOKafkaProducer`` for the bench's
-    producer and ``AIOKafkaConsumer`` for its group-less ``offset_reset="earliest"``
-    consumer: recorded, not retyped."""
-    from backends.aiokafka import _consumer, _producer
-
-    seen: dict[str, dict[str, Any]] = {}
-
-    def producer(**kwargs: Any) -> AIOKafkaProducer:
-        seen["producer"] = dict(kwargs)
-        return AIOKafkaProducer(**kwargs)
-
-    def consumer(**kwargs: Any) -> AIOKafkaConsumer:
-        seen["consumer"] = dict(kwargs)
-        return AIOKafkaConsumer(**kwargs)
-
-    async def probe() -> None:
-        p = k.producer()
-        await p.send(topic, VALUE)  # starts the aiokafka producer
-        await p.close()
-        c = k.consumer(topic)
-        got = await c.poll_batch(1, timeout=10)  # starts the aiokafka consumer
-        await c.close()
-        check("probe", len(got) == 1 and got[0].value == VALUE, f"read {got!r}")
-
-    # The drivers look the aiokafka classes up in their modules when they start.
-    check("probe", vars(_producer)["AIOKafkaProducer"] is AIOKafkaProducer, "another class")
-    check("probe", vars(_consumer)["AIOKafkaConsumer"] is AIOKafkaConsumer, "another class")
-    setattr(_producer, "AIOKafkaProducer", producer)  # noqa: B010
-    setattr(_consumer, "AIOKafkaConsumer", consumer)  # noqa: B010
-    try:
-        asyncio.run(probe())
-    finally:
-        setattr(_producer, "AIOKafkaProducer", AIOKafkaProducer)  # noqa: B010
-        setattr(_consumer, "AIOKafkaConsumer", AIOKafkaConsumer)  # noqa: B010
-    return seen["producer"], seen["consumer"]
-
-
 class Kafka(KafkaBench):
     """The broker (admin on polybus' own aiokafka bus), and the client settings every
     contender uses."""
 
     def __init__(self, broker: Broker):
         super().__init__("aiokafka", broker, PARTITIONS)
-        self.producer_kwargs, self.consumer_kwargs = _captured_kwargs(self, self.topic("probe"))
+        # The exact keyword arguments polybus gives AIOKafkaProducer and, for the bench's
+        # group-less "earliest" consumer, AIOKafkaConsumer: asked of the backend.
+        url = f"aiokafka://{self.bootstrap}"
+        self.producer_kwargs = backends.aiokafka.producer_kwargs(url)
+        self.consumer_kwargs = backends.aiokafka.consumer_kwargs(url, offset_reset="earliest")
 
     def producer(self) -> bus.AsyncProducer:
         return self.bus.async_producer()

@@ -56,6 +56,7 @@ from confluent_kafka import OFFSET_BEGINNING, TopicPartition
 from confluent_kafka import Consumer as RawConsumer
 from confluent_kafka import Producer as RawProducer
 
+import backends.kafka
 import bus
 from bench._common import (
     BenchError,
@@ -98,33 +99,6 @@ VALUE = bytes(33 + (i * 7 + 13) % 94 for i in range(SIZE))
 # -- what every run shares --------------------------------------------------------------------
 
 
-def _captured_configs(k: Kafka, topic: str) -> tuple[dict[str, Any], dict[str, Any]]:
-    """The exact librdkafka configs polybus gives confluent-kafka for the bench's
-    producer and group-less ``offset_reset="earliest"`` consumer: recorded, not retyped."""
-    from backends.kafka import _consumer, _producer
-
-    seen: dict[str, dict[str, Any]] = {}
-    real_producer, real_consumer = _producer.RawProducer, _consumer.RawConsumer
-
-    def producer(conf: dict[str, Any]) -> Any:
-        seen["producer"] = dict(conf)
-        return real_producer(conf)
-
-    def consumer(conf: dict[str, Any]) -> Any:
-        seen["consumer"] = dict(conf)
-        return real_consumer(conf)
-
-    _producer.RawProducer, _consumer.RawConsumer = producer, consumer  # type: ignore[assignment,misc]
-    try:
-        k.producer().close()
-        k.consumer(topic).close()
-    finally:
-        _producer.RawProducer, _consumer.RawConsumer = real_producer, real_consumer  # type: ignore[misc]
-    consumer_conf = dict(seen["consumer"])
-    consumer_conf.pop("error_cb", None)  # a bound method of that polybus consumer
-    return seen["producer"], consumer_conf
-
-
 class Kafka(KafkaBench):
     """The broker on polybus' kafka:// bus, and the settings every contender uses."""
 
@@ -142,7 +116,13 @@ class Kafka(KafkaBench):
         self._checker = RawConsumer(
             {"bootstrap.servers": self.bootstrap, "group.id": "bench-watermarks"}
         )
-        self.producer_conf, self.consumer_conf = _captured_configs(self, self.topic("probe"))
+        # The exact librdkafka configs polybus gives confluent-kafka for the bench's
+        # producer and group-less "earliest" consumer: asked of the backend, not retyped.
+        url = f"kafka://{self.bootstrap}"
+        self.producer_conf = backends.kafka.producer_config(url, config=self.producer_extra)
+        self.consumer_conf = backends.kafka.consumer_config(
+            url, offset_reset="earliest", config=self.consumer_extra
+        )
         self.warm_topic = self.topic("warm-up")
 
     def ready(self, producer: bus.Producer | Any) -> None:

@@ -28,15 +28,15 @@ Usage: ``python -m bench.memory [--count N] [--quick] [--rounds R] [--output PAT
 from __future__ import annotations
 
 import argparse
+import contextlib
 import sys
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from queue import Empty
 from typing import Any
 
 import bus
-from backends.memory import drop_broker
 from bench._common import (
     BenchError,
     Contender,
@@ -58,6 +58,7 @@ from bench._common import (
     settle,
     verify_read,
 )
+from bus.testing.helpers import fresh_url
 
 PREFIX = "memory "
 TOPIC = "bench"
@@ -71,11 +72,13 @@ PACKAGES = ["polybus", "attrs", "kombu", "faststream"]
 VALUE = payload(SIZE)
 
 
-def _fresh() -> tuple[str, bus.Bus]:
-    name = f"bench-{uuid.uuid4().hex}"
-    b = bus.connect(f"memory://{name}")
-    b.create_topic(TOPIC, partitions=1)
-    return name, b
+@contextlib.contextmanager
+def _fresh() -> Iterator[bus.Bus]:
+    """A bus on a new memory broker with ``TOPIC``; the broker is dropped afterwards,
+    so the log of one run is not kept through the next."""
+    with fresh_url("memory") as url, bus.connect(url) as b:
+        b.create_topic(TOPIC, partitions=1)
+        yield b
 
 
 def _verify(
@@ -89,8 +92,7 @@ def _verify(
 
 
 def _sync(n: int, chunks: list[list[bus.Message]] | None, case: str) -> Run:
-    name, b = _fresh()
-    try:
+    with _fresh() as b:
         producer = b.producer()
         consumer = b.consumer(TOPIC, offset_reset="earliest")
         enqueue, send_batch, poll_batch = producer.enqueue, producer.send_batch, consumer.poll_batch
@@ -119,9 +121,6 @@ def _sync(n: int, chunks: list[list[bus.Message]] | None, case: str) -> Run:
         producer.close()
         consumer.close()
         return Run(read, clock.wall, clock.cpu)
-    finally:
-        b.close()
-        drop_broker(name)
 
 
 def sync_enqueue(n: int) -> Run:
@@ -139,8 +138,7 @@ def sync_send_batch(chunk: int) -> Callable[[int], Run]:
 
 
 async def _async(n: int, chunks: list[list[bus.Message]] | None, case: str) -> Run:
-    name, b = _fresh()
-    try:
+    with _fresh() as b:
         producer = b.async_producer()
         consumer = b.async_consumer(TOPIC, offset_reset="earliest")
         enqueue, send_batch, poll_batch = producer.enqueue, producer.send_batch, consumer.poll_batch
@@ -169,9 +167,6 @@ async def _async(n: int, chunks: list[list[bus.Message]] | None, case: str) -> R
         await producer.close()
         await consumer.close()
         return Run(read, clock.wall, clock.cpu)
-    finally:
-        await b.aclose()
-        drop_broker(name)
 
 
 async def _async_enqueue(n: int) -> Run:

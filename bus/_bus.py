@@ -30,6 +30,23 @@ def connect(url: str | None = None, **options: Any) -> Bus:
     ``bus.ConfigError`` for an unknown option or a bad value.
     """
     reg = registry()
+    info, table, config = _configure(reg, url, options)
+    try:
+        backend = info.descriptor.factory(config)
+    except BusError:
+        raise
+    except Exception as exc:
+        raise BusError(
+            f"backend {info.descriptor.name!r} failed to connect to "
+            f"{config.url.redacted()}: {type(exc).__name__}: {exc}"
+        ) from exc
+    return Bus(backend, info, config, table, reg)
+
+
+def _configure(
+    reg: Registry, url: str | None, options: Mapping[str, Any]
+) -> tuple[BackendInfo, OptionTable, BackendConfig]:
+    """The backend serving ``url`` and what its factory is given: no connection made."""
     parsed = parse_url(resolve_url(url))
     info = reg.backend_for(parsed.scheme)
     table = OptionTable.build(info.descriptor.options)
@@ -40,17 +57,40 @@ def connect(url: str | None = None, **options: Any) -> Bus:
     for name in _CODEC_OPTIONS:
         if name in validated:
             resolve_codec(validated[name], reg.codecs, name)  # fail at connect, not later
-    config = BackendConfig(parsed, validated)
-    try:
-        backend = info.descriptor.factory(config)
-    except BusError:
-        raise
-    except Exception as exc:
-        raise BusError(
-            f"backend {info.descriptor.name!r} failed to connect to "
-            f"{parsed.redacted()}: {type(exc).__name__}: {exc}"
-        ) from exc
-    return Bus(backend, info, parsed, table, validated, reg)
+    return info, table, BackendConfig(parsed, validated)
+
+
+def _client_settings(
+    table: OptionTable,
+    config: BackendConfig,
+    scope: str,
+    options: Mapping[str, Any],
+) -> dict[str, Any]:
+    """Every option of ``scope`` for a client: its own ``options`` over the connection's,
+    over the defaults. Codecs included (the client factories pop them)."""
+    where = f"{config.url.scheme}:// {scope}"
+    bus_options = config.options
+    own = table.validate(options, scope, where=where)
+    settings = table.defaults(scope)
+    settings.update({k: v for k, v in bus_options.items() if scope in table.options[k].scopes})
+    settings.update(own)
+    return settings
+
+
+def client_settings(
+    url: str, scope: str, options: Mapping[str, Any] | None = None
+) -> tuple[BackendConfig, dict[str, Any]]:
+    """What ``connect(url)`` hands the backend's factory, and the settings a
+    ``producer(**options)`` (``scope="producer"``) or ``consumer(..., **options)``
+    (``"consumer"``) made from it hands the driver factory, codecs removed; computed
+    without connecting. Raises as ``connect`` and the client factories do."""
+    if scope not in (PRODUCER, CONSUMER):
+        raise ValueError(f"scope must be {PRODUCER!r} or {CONSUMER!r}, not {scope!r}")
+    _, table, config = _configure(registry(), url, {})
+    settings = _client_settings(table, config, scope, options or {})
+    for name in _CODEC_OPTIONS:
+        settings.pop(name, None)
+    return config, settings
 
 
 def _query_options(url: BusURL, table: OptionTable, where: str) -> dict[str, Any]:
@@ -82,16 +122,16 @@ class Bus:
         self,
         backend: Backend,
         info: BackendInfo,
-        url: BusURL,
+        config: BackendConfig,
         table: OptionTable,
-        options: Mapping[str, Any],
         registry_: Registry,
     ):
         self._backend = backend
         self._info = info
-        self.url = url
+        self._config = config
+        self.url = config.url
         self._table = table
-        self._options = dict(options)
+        self._options = dict(config.options)
         self._registry = registry_
         self.backend: str = info.descriptor.name
         self.capabilities: frozenset[str] = info.descriptor.capabilities
@@ -102,14 +142,7 @@ class Bus:
     def _settings(self, scope: str, options: Mapping[str, Any]) -> dict[str, Any]:
         if self._closed:
             raise ClosedError("Bus is closed")
-        where = f"{self.url.scheme}:// {scope}"
-        own = self._table.validate(options, scope, where=where)
-        settings = self._table.defaults(scope)
-        settings.update(
-            {k: v for k, v in self._options.items() if scope in self._table.options[k].scopes}
-        )
-        settings.update(own)
-        return settings
+        return _client_settings(self._table, self._config, scope, options)
 
     def _codec(self, settings: dict[str, Any], name: str) -> Any:
         return resolve_codec(settings.pop(name), self._registry.codecs, name)

@@ -20,11 +20,28 @@ it runs; ``commit`` and ``seek`` come from the same thread, possibly from inside
 thread.
 
 Backends raise ``bus`` errors, keeping the native exception as ``__cause__``.
+
+Everything a backend needs is public here or in ``bus``, so a third-party backend can
+match the built-ins' behaviour and speed without private imports (the built-in
+backends import nothing else from ``bus``; an import contract checks it):
+
+- option declarations: ``Option``, the scopes ``BUS``, ``PRODUCER``, ``CONSUMER``
+  (``CLIENTS``: both clients, ``ALL``: every scope) and the converters ``choice``,
+  ``boolean``, ``integer``, ``seconds``, ``text``, ``callback``, ``mapping``;
+- the parsed URL (``BusURL``) and ``is_secret_key`` for backend-native settings;
+- the partitioner factory ``make_partitioner(name)`` (the ``partitioner`` option) and
+  the ``Partitioner`` type, so a backend places keys where the others do;
+- the fast constructors ``consumed_message`` and ``acknowledged`` for backends that
+  build a ``Message``/``Delivery`` per record, and the ``Headers`` type;
+- ``UnclaimedFailures``, the bookkeeping of failures no ``on_delivery`` claimed;
+- ``client_settings(url, scope, options)``: the settings a driver factory gets,
+  computed without connecting (for a backend's own tests of its option mapping).
 """
 
 from __future__ import annotations
 
 import abc
+import contextlib
 import threading
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
@@ -32,9 +49,61 @@ from typing import Any
 import attrs
 
 from bus._errors import BusError, UnsupportedError
-from bus._message import Delivery, Headers, Message, TopicPartition
-from bus._options import Option
-from bus._url import BusURL
+from bus._message import Delivery, Headers, Message, TopicPartition, acknowledged, consumed_message
+from bus._options import (
+    ALL,
+    BUS,
+    CLIENTS,
+    CONSUMER,
+    PRODUCER,
+    Converter,
+    Option,
+    boolean,
+    callback,
+    choice,
+    integer,
+    mapping,
+    seconds,
+    text,
+)
+from bus._partitioner import Partitioner, make_partitioner
+from bus._url import BusURL, is_secret_key
+
+__all__ = [
+    "ALL",
+    "BUS",
+    "CAPABILITIES",
+    "CLIENTS",
+    "CONSUMER",
+    "PRODUCER",
+    "AsyncConsumerDriver",
+    "AsyncProducerDriver",
+    "Backend",
+    "BackendConfig",
+    "BackendDescriptor",
+    "BusURL",
+    "ConsumerDriver",
+    "Converter",
+    "DeliveryCallback",
+    "FreshURL",
+    "Headers",
+    "Option",
+    "Partitioner",
+    "ProducerDriver",
+    "UnclaimedFailures",
+    "acknowledged",
+    "boolean",
+    "callback",
+    "choice",
+    "client_settings",
+    "consumed_message",
+    "integer",
+    "is_secret_key",
+    "make_partitioner",
+    "mapping",
+    "seconds",
+    "text",
+]
 
 #: Every capability word a backend may declare, with what it promises.
 CAPABILITIES: Mapping[str, str] = {
@@ -55,6 +124,10 @@ CAPABILITIES: Mapping[str, str] = {
 #: ``on_delivery`` callbacks: called once per message with ``(delivery, None)`` on
 #: success or ``(None, error)`` on failure.
 DeliveryCallback = Callable[[Delivery | None, BusError | None], None]
+
+#: ``BackendDescriptor.fresh_url``: a context manager yielding the URL of a new, empty
+#: instance of the backend that nothing else uses, discarded on exit.
+FreshURL = Callable[[], contextlib.AbstractContextManager[str]]
 
 
 @attrs.frozen
@@ -90,6 +163,11 @@ class BackendDescriptor:
     #: What to tell a user who asks for a capability this backend lacks, by capability
     #: word: ``{"async": "use aiokafka:// (pip install 'polybus[aiokafka]')"}``.
     hints: Mapping[str, str] = attrs.field(factory=dict)
+    #: ``fresh_url()`` enters a new, empty, isolated instance of the backend and yields
+    #: its URL; leaving the context discards it (frees its memory, removes its files).
+    #: The pytest plugin's default ``bus_url`` and the state machine use it. ``None``
+    #: for a backend that cannot make one on demand (a Kafka cluster).
+    fresh_url: FreshURL | None = None
 
     def __attrs_post_init__(self) -> None:
         if not self.name or not isinstance(self.name, str):
@@ -325,3 +403,16 @@ class UnclaimedFailures:
             if len(errors) > 1 and hasattr(first, "add_note"):  # Python >= 3.11
                 first.add_note(f"{len(errors) - 1} more enqueued message(s) failed as well")
             raise first
+
+
+def client_settings(
+    url: str, scope: str, options: Mapping[str, Any] | None = None
+) -> tuple[BackendConfig, dict[str, Any]]:
+    """What ``bus.connect(url)`` gives the backend's factory, and the complete settings
+    that a ``producer(**options)`` (``scope="producer"``) or ``consumer(...,
+    **options)`` (``scope="consumer"``) made from that connection gives the driver
+    factory, codecs removed. Nothing connects; raises ``bus.ConfigError`` as
+    ``connect`` and the client factories would."""
+    from bus._bus import client_settings as resolve
+
+    return resolve(url, scope, options)

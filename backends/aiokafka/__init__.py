@@ -11,10 +11,38 @@ keyword argument passes through the ``config`` option. Install with
 from __future__ import annotations
 
 from collections.abc import Iterable
+from typing import Any
 
 from backends.aiokafka._settings import OPTIONS
 from bus import hookimpl
-from bus.spi import Backend, BackendConfig, BackendDescriptor
+from bus.spi import Backend, BackendConfig, BackendDescriptor, client_settings
+
+__all__ = ["consumer_kwargs", "producer_kwargs"]
+
+
+def producer_kwargs(url: str, **options: Any) -> dict[str, Any]:
+    """The keyword arguments that ``bus.connect(url).async_producer(**options)`` gives
+    ``aiokafka.AIOKafkaProducer``, computed without connecting: to see what polybus
+    sets, or to give a raw client the very same settings (``bench/aiokafka.py`` does).
+    Credentials are in them as given: do not log them."""
+    from backends._kafka_options import merged
+    from backends.aiokafka import _settings
+
+    config, settings = client_settings(url, "producer", options)
+    common = _settings.common_kwargs(config.url, config.options)
+    return _settings.producer_kwargs(common, merged(config.options, settings))
+
+
+def consumer_kwargs(url: str, *, group: str | None = None, **options: Any) -> dict[str, Any]:
+    """The keyword arguments that ``bus.connect(url).async_consumer(..., group=group,
+    **options)`` gives ``aiokafka.AIOKafkaConsumer``, computed without connecting; see
+    ``producer_kwargs``."""
+    from backends._kafka_options import merged
+    from backends.aiokafka import _settings
+
+    config, settings = client_settings(url, "consumer", options)
+    common = _settings.common_kwargs(config.url, config.options)
+    return _settings.consumer_kwargs(common, group, merged(config.options, settings))
 
 
 def _connect(config: BackendConfig) -> Backend:

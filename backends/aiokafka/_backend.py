@@ -20,6 +20,7 @@ from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import KafkaError
 
 import bus
+from backends._kafka_options import merged
 from backends.aiokafka._consumer import AioKafkaConsumer
 from backends.aiokafka._errors import OTHER, mapped
 from backends.aiokafka._producer import AioKafkaProducer
@@ -44,13 +45,8 @@ class AioKafkaBackend(Backend):
         self._admin_client: AIOKafkaAdminClient | None = None
         self._lock = threading.Lock()
 
-    def _settings(self, settings: Mapping[str, Any]) -> dict[str, Any]:
-        merged = dict(settings)
-        merged["config"] = {**(self._options.get("config") or {}), **(settings.get("config") or {})}
-        return merged
-
     def async_producer(self, settings: Mapping[str, Any]) -> AsyncProducerDriver:
-        settings = self._settings(settings)
+        settings = merged(self._options, settings)
         kwargs = producer_kwargs(self._common, settings)
         check_kwargs(AIOKafkaProducer, kwargs, "producer")
         return AioKafkaProducer(kwargs, settings)
@@ -58,7 +54,7 @@ class AioKafkaBackend(Backend):
     def async_consumer(
         self, topics: tuple[str, ...], group: str | None, settings: Mapping[str, Any]
     ) -> AsyncConsumerDriver:
-        settings = self._settings(settings)
+        settings = merged(self._options, settings)
         kwargs = consumer_kwargs(self._common, group, settings)
         check_kwargs(AIOKafkaConsumer, kwargs, "consumer")
         return AioKafkaConsumer(kwargs, topics, group, settings)

@@ -22,8 +22,7 @@ from aiokafka.errors import KafkaError
 
 import bus
 from backends.aiokafka._errors import COMMIT, OTHER, REBALANCE_NOTE, mapped
-from bus._message import consumed_message
-from bus.spi import AsyncConsumerDriver
+from bus.spi import AsyncConsumerDriver, consumed_message
 
 LOGGER = logging.getLogger("bus.aiokafka")
 

@@ -13,9 +13,14 @@ from aiokafka.errors import KafkaError
 
 import bus
 from backends.aiokafka._errors import DELIVERY, mapped
-from bus._message import acknowledged
-from bus._partitioner import make_partitioner, murmur2_partition
-from bus.spi import AsyncProducerDriver, DeliveryCallback, UnclaimedFailures
+from bus import murmur2_partition
+from bus.spi import (
+    AsyncProducerDriver,
+    DeliveryCallback,
+    UnclaimedFailures,
+    acknowledged,
+    make_partitioner,
+)
 
 
 def _delivery(meta: Any) -> bus.Delivery:

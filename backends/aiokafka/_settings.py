@@ -9,9 +9,8 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from backends._kafka_options import SHARED_OPTIONS
-from bus._errors import ConfigError, UnsupportedError
-from bus._options import BUS, CLIENTS, Option, mapping
-from bus._url import BusURL
+from bus import ConfigError, UnsupportedError
+from bus.spi import BUS, CLIENTS, BusURL, Option, mapping
 
 #: Options of the aiokafka:// backend besides the core ones. Any aiokafka keyword
 #: argument goes through ``config`` (``config={"request_timeout_ms": 5000}``, or

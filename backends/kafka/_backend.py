@@ -11,6 +11,7 @@ from confluent_kafka import KafkaException
 from confluent_kafka.admin import AdminClient, NewTopic  # type: ignore[attr-defined]
 
 import bus
+from backends._kafka_options import merged
 from backends.kafka._consumer import KafkaConsumer
 from backends.kafka._errors import OTHER, mapped, with_cause
 from backends.kafka._producer import KafkaProducer
@@ -30,20 +31,14 @@ class KafkaBackend(Backend):
         self._admin_client: AdminClient | None = None
         self._lock = threading.Lock()
 
-    def _settings(self, settings: Mapping[str, Any]) -> dict[str, Any]:
-        merged = dict(settings)
-        base, own = self._options.get("config") or {}, settings.get("config") or {}
-        merged["config"] = {**base, **own}
-        return merged
-
     def producer(self, settings: Mapping[str, Any]) -> ProducerDriver:
-        settings = self._settings(settings)
+        settings = merged(self._options, settings)
         return KafkaProducer(producer_config(self._common, settings), settings)
 
     def consumer(
         self, topics: tuple[str, ...], group: str | None, settings: Mapping[str, Any]
     ) -> ConsumerDriver:
-        settings = self._settings(settings)
+        settings = merged(self._options, settings)
         conf = consumer_config(self._common, group, settings)
         return KafkaConsumer(conf, topics, group, settings)
 

@@ -19,8 +19,7 @@ from confluent_kafka import TopicPartition as RawTP
 
 import bus
 from backends.kafka._errors import COMMIT, OTHER, mapped, with_cause
-from bus._message import consumed_message
-from bus.spi import ConsumerDriver
+from bus.spi import ConsumerDriver, consumed_message
 
 LOGGER = logging.getLogger("bus.kafka")
 

@@ -12,9 +12,13 @@ from confluent_kafka import Producer as RawProducer
 
 import bus
 from backends.kafka._errors import DELIVERY, mapped, with_cause
-from bus._message import acknowledged
-from bus._partitioner import make_partitioner
-from bus.spi import DeliveryCallback, ProducerDriver, UnclaimedFailures
+from bus.spi import (
+    DeliveryCallback,
+    ProducerDriver,
+    UnclaimedFailures,
+    acknowledged,
+    make_partitioner,
+)
 
 #: How long one wait for delivery reports lasts before checking deadlines again.
 _SLICE = 0.1

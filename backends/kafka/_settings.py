@@ -7,8 +7,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from backends._kafka_options import SHARED_OPTIONS
-from bus._options import BUS, Option, mapping
-from bus._url import BusURL
+from bus.spi import BUS, BusURL, Option, mapping
 
 LOGGER = logging.getLogger("bus.kafka")
 

@@ -13,14 +13,15 @@ existing topic raises ``bus.TopicExistsError``. Nothing outlives the process.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+import contextlib
+import uuid
+from collections.abc import Iterable, Iterator
 
 from backends.memory._log import drop_broker
 from bus import hookimpl
-from bus._options import BUS, Option, boolean, integer
-from bus.spi import Backend, BackendConfig, BackendDescriptor
+from bus.spi import BUS, Backend, BackendConfig, BackendDescriptor, Option, boolean, integer
 
-__all__ = ["drop_broker"]
+__all__ = ["drop_broker", "fresh_broker"]
 
 OPTIONS = (
     Option(
@@ -38,6 +39,17 @@ OPTIONS = (
         boolean,
     ),
 )
+
+
+@contextlib.contextmanager
+def fresh_broker() -> Iterator[str]:
+    """Yield the URL of a new, empty broker (``memory://test-<uuid>``) and drop it on
+    exit: the backend's ``fresh_url``, which the pytest plugin uses for each test."""
+    name = f"test-{uuid.uuid4().hex}"
+    try:
+        yield f"memory://{name}"
+    finally:
+        drop_broker(name)
 
 
 def _connect(config: BackendConfig) -> Backend:
@@ -68,5 +80,6 @@ def bus_register_backends() -> Iterable[BackendDescriptor]:
             factory=_connect,
             options=OPTIONS,
             description="In-process model of a partitioned log with consumer groups.",
+            fresh_url=fresh_broker,
         )
     ]

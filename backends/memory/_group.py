@@ -29,7 +29,7 @@ from typing import Any
 
 from backends.memory._log import Broker
 from bus import CommitError, Message, TopicPartition
-from bus._message import consumed_message
+from bus.spi import consumed_message
 
 _member_ids = itertools.count(1)
 

@@ -16,8 +16,7 @@ import threading
 from collections.abc import Mapping
 from typing import Any
 
-from bus import TopicExistsError, UnknownTopicError
-from bus._errors import ConfigError
+from bus import ConfigError, TopicExistsError, UnknownTopicError
 
 #: Kafka's default ``max.message.bytes`` (1 MiB plus the batch overhead).
 DEFAULT_MAX_MESSAGE_BYTES = 1_048_588

@@ -15,9 +15,7 @@ from bus import (
     MessageTooLarge,
     UnknownTopicError,
 )
-from bus._message import acknowledged
-from bus._partitioner import make_partitioner
-from bus.spi import DeliveryCallback, UnclaimedFailures
+from bus.spi import DeliveryCallback, UnclaimedFailures, acknowledged, make_partitioner
 
 
 def _check_size(

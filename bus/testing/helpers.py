@@ -16,10 +16,13 @@ On a deadline the helpers raise ``AssertionError`` saying what they waited for.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
-from collections.abc import Callable, Collection, Iterable, Sequence
+from collections.abc import Callable, Collection, Iterable, Iterator, Sequence
 
-from bus import AsyncConsumer, Consumer, Message, TopicPartition
+from bus import AsyncConsumer, Consumer, Message, TopicPartition, UnsupportedError
+from bus._plugins import registry
+from bus._url import DEFAULT_URL, parse_url
 
 __all__ = [
     "DEADLINE",
@@ -30,6 +33,7 @@ __all__ = [
     "async_wait_for_assignment",
     "async_wait_for_group",
     "consume",
+    "fresh_url",
     "poll_until",
     "topic_partitions",
     "wait_for_assignment",
@@ -40,6 +44,22 @@ __all__ = [
 DEADLINE = 30.0
 #: Seconds of each poll while waiting: short, so several consumers take turns.
 POLL_INTERVAL = 0.1
+
+
+@contextlib.contextmanager
+def fresh_url(scheme: str | None = None) -> Iterator[str]:
+    """Enter a new, empty instance of the backend serving ``scheme`` (default: the
+    scheme of the default URL, ``memory``) and yield its URL; leaving discards it.
+
+    Raises ``bus.UnsupportedError`` for a backend that cannot make one (its
+    descriptor has no ``fresh_url``), ``bus.BackendNotFound`` for an unknown scheme.
+    """
+    scheme = scheme or parse_url(DEFAULT_URL).scheme
+    descriptor = registry().backend_for(scheme).descriptor
+    if descriptor.fresh_url is None:
+        raise UnsupportedError(f"backend {descriptor.name!r} cannot make a fresh instance")
+    with descriptor.fresh_url() as url:
+        yield url
 
 
 def topic_partitions(topic: str, partitions: int | Iterable[int]) -> frozenset[TopicPartition]:

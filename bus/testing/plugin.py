@@ -175,11 +175,10 @@ def bus_url(request: pytest.FixtureRequest) -> Iterator[str]:
     if url is not None:
         yield url
         return
-    name = f"test-{uuid.uuid4().hex}"
-    yield f"memory://{name}"
-    from backends.memory import drop_broker
+    from bus.testing.helpers import fresh_url  # after the assert rewrite hook is set
 
-    drop_broker(name)
+    with fresh_url() as url:
+        yield url
 
 
 @pytest.fixture

@@ -32,6 +32,7 @@ and few examples: every example creates a topic and a group.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import inspect
 import itertools
 import sys
@@ -52,7 +53,7 @@ from hypothesis.stateful import (
 )
 
 import bus
-from bus.testing.helpers import topic_partitions
+from bus.testing.helpers import fresh_url, topic_partitions
 
 __all__ = ["BusStateMachine", "make_test_case", "run_state_machine", "state_machine_for"]
 
@@ -116,8 +117,9 @@ class BusStateMachine(RuleBasedStateMachine):
 
     def __init__(self) -> None:
         super().__init__()
-        self._memory_name = None if self.url else f"statemachine-{uuid.uuid4().hex}"
-        self.bus = bus.connect(self.url or f"memory://{self._memory_name}")
+        self._scratch = contextlib.ExitStack()
+        url = self.url or self._scratch.enter_context(fresh_url())
+        self.bus = bus.connect(url)
         missing = _missing(self.bus.capabilities, self.api)
         if missing:
             self.bus.close()
@@ -467,10 +469,7 @@ class BusStateMachine(RuleBasedStateMachine):
                 self.bus.close()
                 if self._loop is not None:
                     self._loop.close()
-                if self._memory_name is not None:
-                    from backends.memory import drop_broker
-
-                    drop_broker(self._memory_name)
+                self._scratch.close()
 
 
 def state_machine_for(
