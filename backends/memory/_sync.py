@@ -3,13 +3,19 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from backends.memory._group import ConsumerState
 from backends.memory._produce import Appender
 from bus import BusError, Delivery, Message, TopicPartition
-from bus.spi import ConsumerDriver, DeliveryCallback, ProducerDriver
+from bus.spi import ConsumerDriver, DeliveryCallback, Headers, ProducerDriver
+
+#: ``ProducerDriver.enqueue``'s signature.
+_Enqueue = Callable[
+    [str, bytes | None, bytes | None, Headers, int | None, int | None, DeliveryCallback | None],
+    None,
+]
 
 
 class MemoryProducer(ProducerDriver):
@@ -17,7 +23,6 @@ class MemoryProducer(ProducerDriver):
 
     def __init__(self, appender: Appender):
         self._appender = appender
-        self.enqueue = appender.enqueue  # type: ignore[method-assign]  # the hot path, unwrapped
 
     def send(
         self,
@@ -36,17 +41,11 @@ class MemoryProducer(ProducerDriver):
     ) -> list[Delivery | BusError]:
         return self._appender.append_batch(messages)
 
-    def enqueue(
-        self,
-        topic: str,
-        value: bytes | None,
-        key: bytes | None,
-        headers: tuple[tuple[str, bytes], ...],
-        partition: int | None,
-        timestamp: int | None,
-        on_delivery: DeliveryCallback | None,
-    ) -> None:
-        self._appender.enqueue(topic, value, key, headers, partition, timestamp, on_delivery)
+    @property
+    def enqueue(self) -> _Enqueue:
+        """The appender's own ``enqueue``, unwrapped: ``Producer`` looks it up once and
+        calls it directly, so the hot path has no extra call."""
+        return self._appender.enqueue
 
     def flush(self, timeout: float | None) -> None:
         self._appender.failures.raise_first()
