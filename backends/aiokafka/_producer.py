@@ -6,7 +6,7 @@ import asyncio
 import functools
 import time
 from collections.abc import Callable, Mapping, Sequence
-from typing import Any
+from typing import Any, NamedTuple
 
 from aiokafka import AIOKafkaProducer
 from aiokafka.errors import KafkaError
@@ -21,6 +21,15 @@ from bus.spi import (
     acknowledged,
     make_partitioner,
 )
+
+
+class _Meta(NamedTuple):
+    """The fields of aiokafka's ``RecordMetadata`` that ``_delivery`` reads."""
+
+    topic: str
+    partition: int
+    offset: int
+    timestamp: int
 
 
 def _delivery(meta: Any) -> bus.Delivery:
@@ -88,6 +97,8 @@ class AioKafkaProducer(AsyncProducerDriver):
         raw = self._raw if self._raw is not None else await self._producer()
         if self._own_partitioning:
             partition = await self._partition(raw, topic, key, partition)
+        if value is None and key is None:
+            return await self._submit_null(raw, topic, headers, partition, timestamp)
         try:
             future: asyncio.Future[Any] = await raw.send(
                 topic, value, key, partition, timestamp, list(headers) if headers else None
@@ -97,6 +108,45 @@ class AioKafkaProducer(AsyncProducerDriver):
             raise _failure(exc, topic) from exc
         except AssertionError as exc:  # aiokafka asserts a known partition
             raise bus.UnknownTopicError(f"topic {topic!r} has no partition {partition}") from exc
+
+    async def _submit_null(
+        self,
+        raw: AIOKafkaProducer,
+        topic: str,
+        headers: tuple[tuple[str, bytes], ...],
+        partition: int | None,
+        timestamp: int | None,
+    ) -> asyncio.Future[Any]:
+        """A record with neither key nor value, which Kafka stores and aiokafka's
+        ``send()`` refuses (it asserts one of them): a batch of that one record."""
+        try:
+            if partition is None:
+                partition = self._choose(None, len(await raw.partitions_for(topic)))
+            builder = raw.create_batch()
+            stamp = timestamp if timestamp is not None else int(time.time() * 1000)
+            builder.append(timestamp=stamp, key=None, value=None, headers=list(headers))
+            batch: asyncio.Future[Any] = await raw.send_batch(builder, topic, partition=partition)
+        except KafkaError as exc:
+            raise _failure(exc, topic) from exc
+        except AssertionError as exc:  # aiokafka asserts a known partition
+            raise bus.UnknownTopicError(f"topic {topic!r} has no partition {partition}") from exc
+        # The batch's metadata has no timestamp for a CreateTime record: report its own.
+        future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+
+        def done(sent: asyncio.Future[Any]) -> None:
+            if future.done():
+                return
+            if sent.cancelled():
+                future.cancel()
+            elif sent.exception() is not None:
+                future.set_exception(sent.exception())  # type: ignore[arg-type]
+            else:
+                meta = sent.result()
+                stamped = meta.timestamp if meta.timestamp not in (None, -1) else stamp
+                future.set_result(_Meta(meta.topic, meta.partition, meta.offset, stamped))
+
+        batch.add_done_callback(done)
+        return future
 
     def _settle(self, topic: str, future: asyncio.Future[Any]) -> None:
         """Done-callback of a message enqueued without ``on_delivery``."""
