@@ -231,9 +231,7 @@ def test_require_capabilities_skips_from_inside_a_test(pytester: pytest.Pytester
 def test_conformance_exports_every_test_class() -> None:
     from bus.testing import (
         _conformance_api,
-        _conformance_async_consuming,
-        _conformance_async_groups,
-        _conformance_async_producing,
+        _conformance_asyncio,
         _conformance_consuming,
         _conformance_groups,
         _conformance_producing,
@@ -242,9 +240,7 @@ def test_conformance_exports_every_test_class() -> None:
 
     parts = (
         _conformance_api,
-        _conformance_async_consuming,
-        _conformance_async_groups,
-        _conformance_async_producing,
+        _conformance_asyncio,
         _conformance_consuming,
         _conformance_groups,
         _conformance_producing,

@@ -1,7 +1,7 @@
-"""Conformance: consuming with the blocking ``Consumer`` (DESIGN.md, Consuming): poll and
-poll_batch timeouts and limits, reading every partition without a group, per-partition
-order, ``offset_reset``, iteration ended by ``close()`` from another thread, ``close``
-and ``seek``."""
+"""Conformance: consuming, through either API (``bus_api``), as docs/concepts.md states
+it: poll and poll_batch timeouts and limits, reading every partition without a group,
+per-partition order, ``offset_reset``, iteration ended by ``close()`` from another
+thread (through the asyncio API: from another task), ``close`` and ``seek``."""
 
 from __future__ import annotations
 
@@ -23,6 +23,7 @@ from bus.testing._conformance_common import (
     send_all,
     values,
 )
+from bus.testing.apis import BusAPI
 from bus.testing.helpers import (
     DEADLINE,
     consume,
@@ -33,44 +34,39 @@ from bus.testing.helpers import (
 __all__ = ["TestConsumerClose", "TestIteration", "TestOffsetReset", "TestPoll", "TestSeek"]
 
 
-@needs("sync")
 class TestPoll:
-    def test_poll_returns_none_after_the_timeout(
-        self, message_bus: bus.Bus, bus_topic: str
-    ) -> None:
-        with message_bus.consumer(bus_topic, offset_reset="earliest") as consumer:
+    def test_poll_returns_none_after_the_timeout(self, bus_api: BusAPI, bus_topic: str) -> None:
+        with bus_api.consumer(bus_topic, offset_reset="earliest") as consumer:
             start = time.monotonic()
             assert consumer.poll(timeout=QUIET) is None
             elapsed = time.monotonic() - start
         assert QUIET * 0.8 <= elapsed < QUIET + 3.0
 
     def test_poll_batch_returns_an_empty_list_after_the_timeout(
-        self, message_bus: bus.Bus, bus_topic: str
+        self, bus_api: BusAPI, bus_topic: str
     ) -> None:
-        with message_bus.consumer(bus_topic, offset_reset="earliest") as consumer:
+        with bus_api.consumer(bus_topic, offset_reset="earliest") as consumer:
             start = time.monotonic()
             assert consumer.poll_batch(10, timeout=QUIET) == []
             elapsed = time.monotonic() - start
         assert QUIET * 0.8 <= elapsed < QUIET + 3.0
 
     def test_poll_returns_a_waiting_message_before_the_timeout(
-        self, message_bus: bus.Bus, bus_topic: str
+        self, bus_api: BusAPI, bus_topic: str
     ) -> None:
-        with message_bus.producer() as producer:
+        with bus_api.producer() as producer:
             producer.send(bus_topic, b"ready", partition=0)
-        with message_bus.consumer(bus_topic, offset_reset="earliest") as consumer:
+        with bus_api.consumer(bus_topic, offset_reset="earliest") as consumer:
             message = consumer.poll(timeout=DEADLINE)
         assert message is not None
         assert message.value == b"ready"
 
-    def test_poll_batch_returns_at_most_max_messages(
-        self, message_bus: bus.Bus, bus_topic: str
-    ) -> None:
+    def test_poll_batch_returns_at_most_max_messages(self, bus_api: BusAPI, bus_topic: str) -> None:
         sent = values("b", 10)
-        with message_bus.producer() as producer:
+        with bus_api.producer() as producer:
             send_all(producer, bus_topic, sent)
         batches: list[list[bus.Message]] = []
-        with message_bus.consumer(bus_topic, offset_reset="earliest") as consumer:
+        with bus_api.consumer(bus_topic, offset_reset="earliest") as consumer:
             deadline = time.monotonic() + DEADLINE
             while sum(map(len, batches)) < len(sent) and time.monotonic() < deadline:
                 batches.append(consumer.poll_batch(3, timeout=0.5))
@@ -78,46 +74,46 @@ class TestPoll:
         assert [m.value for b in batches for m in b] == sent
 
     def test_consumer_without_group_reads_every_partition(
-        self, message_bus: bus.Bus, bus_topic: str
+        self, bus_api: BusAPI, bus_topic: str
     ) -> None:
         partitions = (
-            message_bus.partitions(bus_topic) if "admin" in message_bus.capabilities else [0]
+            bus_api.bus.partitions(bus_topic) if "admin" in bus_api.bus.capabilities else [0]
         )
-        with message_bus.producer() as producer:
+        with bus_api.producer() as producer:
             for p in partitions:
                 send_all(producer, bus_topic, values(f"p{p}", 2), partition=p)
-        with message_bus.consumer(bus_topic, offset_reset="earliest") as consumer:
+        with bus_api.consumer(bus_topic, offset_reset="earliest") as consumer:
             received = consume(consumer, 2 * len(partitions))
             assert consumer.assignment() == topic_partitions(bus_topic, partitions)
         assert sorted(positions(received)) == [(p, o) for p in partitions for o in (0, 1)]
 
     def test_consumer_reads_every_topic_it_was_given(
-        self, message_bus: bus.Bus, bus_topic: str, bus_topic_factory: Callable[..., str]
+        self, bus_api: BusAPI, bus_topic: str, bus_topic_factory: Callable[..., str]
     ) -> None:
         other = bus_topic_factory()
-        with message_bus.producer() as producer:
+        with bus_api.producer() as producer:
             producer.send(bus_topic, b"one", partition=0)
             producer.send(other, b"two", partition=0)
-        with message_bus.consumer(bus_topic, other, offset_reset="earliest") as consumer:
+        with bus_api.consumer(bus_topic, other, offset_reset="earliest") as consumer:
             received = consume(consumer, 2)
         assert sorted((m.topic, m.value) for m in received) == sorted(
             [(bus_topic, b"one"), (other, b"two")]
         )
 
     @needs("partitions", "admin")
-    def test_order_is_kept_per_partition(self, message_bus: bus.Bus, bus_topic: str) -> None:
+    def test_order_is_kept_per_partition(self, bus_api: BusAPI, bus_topic: str) -> None:
         sent: dict[int, list[bytes]] = {p: [] for p in range(PARTITIONS)}
-        with message_bus.producer() as producer:
+        with bus_api.producer() as producer:
             for i in range(60):
                 key = b"key-%d" % (i % 7)
                 delivery = producer.send(bus_topic, b"%d" % i, key=key)
                 sent[delivery.partition].append(b"%d" % i)
-        with message_bus.consumer(bus_topic, offset_reset="earliest") as consumer:
+        with bus_api.consumer(bus_topic, offset_reset="earliest") as consumer:
             received = consume(consumer, 60)
         assert_per_partition_order(received, sent)
 
-    def test_poll_arguments_are_checked(self, message_bus: bus.Bus, bus_topic: str) -> None:
-        with message_bus.consumer(bus_topic) as consumer:
+    def test_poll_arguments_are_checked(self, bus_api: BusAPI, bus_topic: str) -> None:
+        with bus_api.consumer(bus_topic) as consumer:
             with pytest.raises(ValueError):
                 consumer.poll_batch(0, timeout=0)
             with pytest.raises(TypeError):
@@ -128,36 +124,35 @@ class TestPoll:
                 consumer.poll(timeout=-1)
 
 
-@needs("sync")
 class TestOffsetReset:
     def test_earliest_reads_messages_sent_before_the_consumer(
-        self, message_bus: bus.Bus, bus_topic: str
+        self, bus_api: BusAPI, bus_topic: str
     ) -> None:
-        with message_bus.producer() as producer:
+        with bus_api.producer() as producer:
             send_all(producer, bus_topic, [b"old-0", b"old-1"])
-        with message_bus.consumer(bus_topic, offset_reset="earliest") as consumer:
+        with bus_api.consumer(bus_topic, offset_reset="earliest") as consumer:
             assert [m.value for m in consume(consumer, 2)] == [b"old-0", b"old-1"]
 
     @pytest.mark.parametrize("options", [{}, {"offset_reset": "latest"}], ids=["default", "latest"])
     def test_latest_skips_messages_sent_before_the_consumer(
-        self, message_bus: bus.Bus, bus_topic: str, options: dict[str, Any]
+        self, bus_api: BusAPI, bus_topic: str, options: dict[str, Any]
     ) -> None:
-        self._check_latest(message_bus, bus_topic, None, options)
+        self._check_latest(bus_api, bus_topic, None, options)
 
     @needs("consumer_groups")
     @pytest.mark.parametrize("options", [{}, {"offset_reset": "latest"}], ids=["default", "latest"])
     def test_latest_group_member_skips_messages_sent_before_it(
-        self, message_bus: bus.Bus, bus_topic: str, options: dict[str, Any]
+        self, bus_api: BusAPI, bus_topic: str, options: dict[str, Any]
     ) -> None:
-        self._check_latest(message_bus, bus_topic, f"{bus_topic}-g", options)
+        self._check_latest(bus_api, bus_topic, f"{bus_topic}-g", options)
 
     @staticmethod
     def _check_latest(
-        message_bus: bus.Bus, topic: str, group: str | None, options: dict[str, Any]
+        bus_api: BusAPI, topic: str, group: str | None, options: dict[str, Any]
     ) -> None:
-        with message_bus.producer() as producer:
+        with bus_api.producer() as producer:
             send_all(producer, topic, values("old", 3))
-            with message_bus.consumer(topic, group=group, **options) as consumer:
+            with bus_api.consumer(topic, group=group, **options) as consumer:
                 wait_for_assignment(consumer)
                 # Where "latest" lands is settled lazily on a real broker: send until
                 # something arrives, then check that nothing old did.
@@ -176,14 +171,13 @@ class TestOffsetReset:
         assert [m.offset for m in received] == list(range(first, first + len(received)))
 
 
-@needs("sync")
 class TestIteration:
-    def test_iteration_yields_messages_in_order(self, message_bus: bus.Bus, bus_topic: str) -> None:
+    def test_iteration_yields_messages_in_order(self, bus_api: BusAPI, bus_topic: str) -> None:
         sent = values("i", 3)
-        with message_bus.producer() as producer:
+        with bus_api.producer() as producer:
             send_all(producer, bus_topic, sent)
         received = []
-        with message_bus.consumer(bus_topic, offset_reset="earliest") as consumer:
+        with bus_api.consumer(bus_topic, offset_reset="earliest") as consumer:
             for message in consumer:
                 received.append(message.value)
                 if len(received) == 3:
@@ -191,9 +185,9 @@ class TestIteration:
         assert received == sent
 
     def test_iteration_ends_when_close_is_called_from_another_thread(
-        self, message_bus: bus.Bus, bus_topic: str
+        self, bus_api: BusAPI, bus_topic: str
     ) -> None:
-        consumer = message_bus.consumer(bus_topic, offset_reset="earliest")
+        consumer = bus_api.consumer(bus_topic, offset_reset="earliest")
         received: list[bytes] = []
         errors: list[BaseException] = []
 
@@ -205,7 +199,7 @@ class TestIteration:
 
         reader = threading.Thread(target=iterate, daemon=True)
         reader.start()
-        with message_bus.producer() as producer:
+        with bus_api.producer() as producer:
             send_all(producer, bus_topic, [b"a", b"b"])
         eventually(lambda: len(received) == 2, "the iterating thread received both messages")
         consumer.close()
@@ -215,9 +209,9 @@ class TestIteration:
         assert received == [b"a", b"b"]
 
     def test_blocked_poll_returns_when_close_is_called_from_another_thread(
-        self, message_bus: bus.Bus, bus_topic: str
+        self, bus_api: BusAPI, bus_topic: str
     ) -> None:
-        consumer = message_bus.consumer(bus_topic, offset_reset="earliest")
+        consumer = bus_api.consumer(bus_topic, offset_reset="earliest")
         outcome: list[object] = []
 
         def wait() -> None:
@@ -234,10 +228,8 @@ class TestIteration:
         assert not waiter.is_alive(), "poll() without a timeout did not return after close()"
         assert outcome == [None] or isinstance(outcome[0], bus.ClosedError)
 
-    def test_waiting_iteration_does_not_busy_spin(
-        self, message_bus: bus.Bus, bus_topic: str
-    ) -> None:
-        consumer = message_bus.consumer(bus_topic, offset_reset="earliest")
+    def test_waiting_iteration_does_not_busy_spin(self, bus_api: BusAPI, bus_topic: str) -> None:
+        consumer = bus_api.consumer(bus_topic, offset_reset="earliest")
         reader = threading.Thread(target=lambda: list(consumer), daemon=True)
         reader.start()
         time.sleep(0.1)
@@ -250,12 +242,11 @@ class TestIteration:
         assert used < 0.25, f"an idle iteration used {used:.2f} s of CPU in 0.5 s"
 
 
-@needs("sync")
 class TestConsumerClose:
     def test_close_is_idempotent_and_later_use_raises_closed_error(
-        self, message_bus: bus.Bus, bus_topic: str
+        self, bus_api: BusAPI, bus_topic: str
     ) -> None:
-        consumer = message_bus.consumer(bus_topic, offset_reset="earliest")
+        consumer = bus_api.consumer(bus_topic, offset_reset="earliest")
         consumer.close()
         consumer.close()
         assert list(consumer) == []
@@ -269,20 +260,20 @@ class TestConsumerClose:
             with pytest.raises(bus.ClosedError):
                 call()
 
-    def test_consumer_context_manager_closes_it(self, message_bus: bus.Bus, bus_topic: str) -> None:
-        with message_bus.consumer(bus_topic) as consumer:
+    def test_consumer_context_manager_closes_it(self, bus_api: BusAPI, bus_topic: str) -> None:
+        with bus_api.consumer(bus_topic) as consumer:
             pass
         with pytest.raises(bus.ClosedError):
             consumer.poll(timeout=0)
 
 
-@needs("sync", "seek")
+@needs("seek")
 class TestSeek:
-    def test_seek_moves_back_and_forward(self, message_bus: bus.Bus, bus_topic: str) -> None:
+    def test_seek_moves_back_and_forward(self, bus_api: BusAPI, bus_topic: str) -> None:
         sent = values("s", 5)
-        with message_bus.producer() as producer:
+        with bus_api.producer() as producer:
             send_all(producer, bus_topic, sent)
-        with message_bus.consumer(bus_topic, offset_reset="earliest") as consumer:
+        with bus_api.consumer(bus_topic, offset_reset="earliest") as consumer:
             consume(consumer, 5)
             consumer.seek(bus_topic, 0, 1)
             assert [(m.offset, m.value) for m in consume(consumer, 2)] == [(1, b"s-1"), (2, b"s-2")]
@@ -292,19 +283,19 @@ class TestSeek:
 
     @needs("consumer_groups")
     def test_group_member_can_seek_an_assigned_partition(
-        self, message_bus: bus.Bus, bus_topic: str
+        self, bus_api: BusAPI, bus_topic: str
     ) -> None:
-        with message_bus.producer() as producer:
+        with bus_api.producer() as producer:
             send_all(producer, bus_topic, values("s", 3))
-        with message_bus.consumer(
+        with bus_api.consumer(
             bus_topic, group=f"{bus_topic}-g", offset_reset="earliest"
         ) as consumer:
             assert [m.offset for m in consume(consumer, 3)] == [0, 1, 2]
             consumer.seek(bus_topic, 0, 0)
             assert [m.offset for m in consume(consumer, 3)] == [0, 1, 2]
 
-    def test_seek_arguments_are_checked(self, message_bus: bus.Bus, bus_topic: str) -> None:
-        with message_bus.consumer(bus_topic) as consumer:
+    def test_seek_arguments_are_checked(self, bus_api: BusAPI, bus_topic: str) -> None:
+        with bus_api.consumer(bus_topic) as consumer:
             with pytest.raises(TypeError):
                 consumer.seek(bus_topic, "0", 1)  # type: ignore[arg-type]
             with pytest.raises(TypeError):

@@ -1,6 +1,7 @@
-"""Conformance: producing with the blocking ``Producer`` (DESIGN.md, Messages and
-Producing): deliveries and offsets, message fields, keyed partitioning, batches,
-``MessageTooLarge``, ``enqueue`` with its callbacks and failures, ``flush`` and ``close``."""
+"""Conformance: producing, through either API (``bus_api``), as docs/concepts.md states
+it: deliveries and offsets, message fields, keyed partitioning, batches,
+``MessageTooLarge``, ``enqueue`` with its callbacks and failures, ``flush`` and
+``close``."""
 
 from __future__ import annotations
 
@@ -21,6 +22,7 @@ from bus.testing._conformance_common import (
     needs,
     values,
 )
+from bus.testing.apis import BusAPI
 from bus.testing.helpers import (
     DEADLINE,
     consume,
@@ -36,32 +38,29 @@ __all__ = [
     "TestSendBatch",
 ]
 
-MULTI = ("sync", "partitions", "admin")  # tests that need a 3-partition bus_topic
+MULTI = ("partitions", "admin")  # tests that need a 3-partition bus_topic
 
 
-@needs("sync")
 class TestSend:
     def test_send_returns_the_delivery_the_broker_acknowledged(
-        self, message_bus: bus.Bus, bus_topic: str
+        self, bus_api: BusAPI, bus_topic: str
     ) -> None:
-        with message_bus.producer() as producer:
+        with bus_api.producer() as producer:
             delivery = producer.send(bus_topic, b"hello", partition=0)
         assert isinstance(delivery, bus.Delivery)
         assert (delivery.topic, delivery.partition, delivery.offset) == (bus_topic, 0, 0)
 
     def test_send_offsets_increase_by_one_in_a_partition(
-        self, message_bus: bus.Bus, bus_topic: str
+        self, bus_api: BusAPI, bus_topic: str
     ) -> None:
-        with message_bus.producer() as producer:
+        with bus_api.producer() as producer:
             offsets = [producer.send(bus_topic, v, partition=0).offset for v in values("v", 5)]
         assert offsets == [0, 1, 2, 3, 4]
 
     @needs(*MULTI)
-    def test_send_offsets_are_counted_per_partition(
-        self, message_bus: bus.Bus, bus_topic: str
-    ) -> None:
+    def test_send_offsets_are_counted_per_partition(self, bus_api: BusAPI, bus_topic: str) -> None:
         order = [0, 1, 2, 0, 0, 2, 1, 2, 0]
-        with message_bus.producer() as producer:
+        with bus_api.producer() as producer:
             deliveries = [
                 producer.send(bus_topic, b"%d" % i, partition=p) for i, p in enumerate(order)
             ]
@@ -70,32 +69,31 @@ class TestSend:
 
     @needs(*MULTI)
     def test_send_to_a_partition_that_does_not_exist_fails(
-        self, message_bus: bus.Bus, bus_topic: str
+        self, bus_api: BusAPI, bus_topic: str
     ) -> None:
-        with message_bus.producer() as producer, pytest.raises(bus.BusError):
+        with bus_api.producer() as producer, pytest.raises(bus.BusError):
             producer.send(bus_topic, b"nowhere", partition=PARTITIONS + 4, timeout=10)
 
-    def test_sent_message_is_read_back_exactly(self, message_bus: bus.Bus, bus_topic: str) -> None:
-        with message_bus.producer() as producer:
+    def test_sent_message_is_read_back_exactly(self, bus_api: BusAPI, bus_topic: str) -> None:
+        with bus_api.producer() as producer:
             producer.send(bus_topic, b"value", key=b"key", partition=0)
-        with message_bus.consumer(bus_topic, offset_reset="earliest") as consumer:
+        with bus_api.consumer(bus_topic, offset_reset="earliest") as consumer:
             [message] = consume(consumer, 1)
         assert isinstance(message, bus.Message)
         assert (message.topic, message.value, message.key) == (bus_topic, b"value", b"key")
         assert (message.partition, message.offset) == (0, 0)
 
 
-@needs("sync")
 class TestMessageFields:
     @needs("headers", "timestamps")
-    def test_every_field_round_trips(self, message_bus: bus.Bus, bus_topic: str) -> None:
+    def test_every_field_round_trips(self, bus_api: BusAPI, bus_topic: str) -> None:
         headers = (("trace", b"1"), ("tag", b"a"), ("trace", b"2"))
-        with message_bus.producer() as producer:
+        with bus_api.producer() as producer:
             producer.send(bus_topic, b"first", partition=0)
             producer.send(
                 bus_topic, b"value", key=b"key", headers=headers, partition=0, timestamp=TIMESTAMP
             )
-        with message_bus.consumer(bus_topic, offset_reset="earliest") as consumer:
+        with bus_api.consumer(bus_topic, offset_reset="earliest") as consumer:
             received = consume(consumer, 2)
         assert received[1] == bus.Message(
             topic=bus_topic,
@@ -108,15 +106,13 @@ class TestMessageFields:
         )
 
     @needs("headers")
-    def test_headers_keep_their_order_and_duplicates(
-        self, message_bus: bus.Bus, bus_topic: str
-    ) -> None:
+    def test_headers_keep_their_order_and_duplicates(self, bus_api: BusAPI, bus_topic: str) -> None:
         pairs = [("b", b"1"), ("a", b"2"), ("b", b"3"), ("empty", b"")]
-        with message_bus.producer() as producer:
+        with bus_api.producer() as producer:
             producer.send(bus_topic, b"pairs", headers=pairs, partition=0)
             producer.send(bus_topic, b"dict", headers={"x": "text", "y": b"raw"}, partition=0)
             producer.send(bus_topic, b"none", partition=0)
-        with message_bus.consumer(bus_topic, offset_reset="earliest") as consumer:
+        with bus_api.consumer(bus_topic, offset_reset="earliest") as consumer:
             received = consume(consumer, 3)
         assert [m.headers for m in received] == [
             tuple(pairs),
@@ -125,33 +121,33 @@ class TestMessageFields:
         ]
 
     @needs("timestamps")
-    def test_producer_timestamp_is_kept(self, message_bus: bus.Bus, bus_topic: str) -> None:
-        with message_bus.producer() as producer:
+    def test_producer_timestamp_is_kept(self, bus_api: BusAPI, bus_topic: str) -> None:
+        with bus_api.producer() as producer:
             delivery = producer.send(bus_topic, b"v", partition=0, timestamp=TIMESTAMP)
-        with message_bus.consumer(bus_topic, offset_reset="earliest") as consumer:
+        with bus_api.consumer(bus_topic, offset_reset="earliest") as consumer:
             [message] = consume(consumer, 1)
         assert message.timestamp == TIMESTAMP
         assert delivery.timestamp in (None, TIMESTAMP)
 
     @needs("timestamps")
     def test_default_timestamp_is_the_send_time_in_milliseconds(
-        self, message_bus: bus.Bus, bus_topic: str
+        self, bus_api: BusAPI, bus_topic: str
     ) -> None:
-        with message_bus.producer() as producer:
+        with bus_api.producer() as producer:
             before = time.time() * 1000
             producer.send(bus_topic, b"v", partition=0)
             after = time.time() * 1000
-        with message_bus.consumer(bus_topic, offset_reset="earliest") as consumer:
+        with bus_api.consumer(bus_topic, offset_reset="earliest") as consumer:
             [message] = consume(consumer, 1)
         assert isinstance(message.timestamp, int)
         assert before - 1000 <= message.timestamp <= after + 1000
 
-    def test_none_value_and_none_key_stay_none(self, message_bus: bus.Bus, bus_topic: str) -> None:
-        with message_bus.producer() as producer:
+    def test_none_value_and_none_key_stay_none(self, bus_api: BusAPI, bus_topic: str) -> None:
+        with bus_api.producer() as producer:
             producer.send(bus_topic, None, key=b"deleted", partition=0)
             producer.send(bus_topic, b"", partition=0)
             producer.send(bus_topic, b"v", key=b"", partition=0)
-        with message_bus.consumer(bus_topic, offset_reset="earliest") as consumer:
+        with bus_api.consumer(bus_topic, offset_reset="earliest") as consumer:
             received = consume(consumer, 3)
         assert [(m.value, m.key) for m in received] == [
             (None, b"deleted"),
@@ -160,11 +156,11 @@ class TestMessageFields:
         ]
 
     def test_bytearray_and_memoryview_are_sent_as_bytes(
-        self, message_bus: bus.Bus, bus_topic: str
+        self, bus_api: BusAPI, bus_topic: str
     ) -> None:
-        with message_bus.producer() as producer:
+        with bus_api.producer() as producer:
             producer.send(bus_topic, bytearray(b"ba"), key=memoryview(b"mv"), partition=0)
-        with message_bus.consumer(bus_topic, offset_reset="earliest") as consumer:
+        with bus_api.consumer(bus_topic, offset_reset="earliest") as consumer:
             [message] = consume(consumer, 1)
         assert (message.value, message.key) == (b"ba", b"mv")
         assert type(message.value) is bytes
@@ -173,83 +169,80 @@ class TestMessageFields:
 @needs(*MULTI)
 class TestPartitioning:
     def test_keyed_message_goes_to_the_murmur2_partition(
-        self, message_bus: bus.Bus, bus_topic: str
+        self, bus_api: BusAPI, bus_topic: str
     ) -> None:
         keys = [f"key-{i}".encode() for i in range(30)]
-        with message_bus.producer() as producer:
+        with bus_api.producer() as producer:
             deliveries = [producer.send(bus_topic, b"v", key=k) for k in keys]
         expected = [bus.murmur2_partition(k, PARTITIONS) for k in keys]
         assert set(expected) == set(range(PARTITIONS))  # the check covers every partition
         assert [d.partition for d in deliveries] == expected
 
     def test_consumed_keyed_messages_sit_on_their_murmur2_partition(
-        self, message_bus: bus.Bus, bus_topic: str
+        self, bus_api: BusAPI, bus_topic: str
     ) -> None:
         keys = [f"user-{i}".encode() for i in range(12)]
-        with message_bus.producer() as producer:
+        with bus_api.producer() as producer:
             for k in keys:
                 producer.send(bus_topic, k, key=k)
-        with message_bus.consumer(bus_topic, offset_reset="earliest") as consumer:
+        with bus_api.consumer(bus_topic, offset_reset="earliest") as consumer:
             received = consume(consumer, len(keys))
         assert sorted(m.key for m in received) == sorted(keys)
         for m in received:
             assert m.partition == bus.murmur2_partition(m.key, PARTITIONS)
 
-    def test_explicit_partition_wins_over_the_key(
-        self, message_bus: bus.Bus, bus_topic: str
-    ) -> None:
+    def test_explicit_partition_wins_over_the_key(self, bus_api: BusAPI, bus_topic: str) -> None:
         key = key_for_partition(2, avoid=True)
-        with message_bus.producer() as producer:
+        with bus_api.producer() as producer:
             delivery = producer.send(bus_topic, b"v", key=key, partition=2)
         assert delivery.partition == 2
 
     def test_unkeyed_messages_land_on_existing_partitions(
-        self, message_bus: bus.Bus, bus_topic: str
+        self, bus_api: BusAPI, bus_topic: str
     ) -> None:
-        with message_bus.producer() as producer:
+        with bus_api.producer() as producer:
             deliveries = [producer.send(bus_topic, v) for v in values("v", 30)]
         partitions = [d.partition for d in deliveries]
         assert set(partitions) <= set(range(PARTITIONS))
         assert [d.offset for d in deliveries] == expected_offsets(partitions)
 
 
-@needs("sync")
 class TestSendBatch:
     @needs(*MULTI)
     def test_send_batch_returns_deliveries_in_input_order(
-        self, message_bus: bus.Bus, bus_topic: str
+        self, bus_api: BusAPI, bus_topic: str
     ) -> None:
         order = [2, 0, 1, 2, 0, 0]
         batch = [bus.Message(bus_topic, b"m%d" % i, partition=p) for i, p in enumerate(order)]
-        with message_bus.producer() as producer:
+        with bus_api.producer() as producer:
             deliveries = producer.send_batch(batch)
         assert [(d.topic, d.partition, d.offset) for d in deliveries] == [
             (bus_topic, p, o) for p, o in zip(order, expected_offsets(order), strict=True)
         ]
-        with message_bus.consumer(bus_topic, offset_reset="earliest") as consumer:
+        with bus_api.consumer(bus_topic, offset_reset="earliest") as consumer:
             received = consume(consumer, len(batch))
         where = {(d.partition, d.offset): m.value for d, m in zip(deliveries, batch, strict=True)}
         assert {(m.partition, m.offset): m.value for m in received} == where
 
     @needs(*MULTI)
-    def test_send_batch_places_keys_by_murmur2(self, message_bus: bus.Bus, bus_topic: str) -> None:
+    def test_send_batch_places_keys_by_murmur2(self, bus_api: BusAPI, bus_topic: str) -> None:
         keys = [f"k{i}".encode() for i in range(20)]
-        with message_bus.producer() as producer:
+        with bus_api.producer() as producer:
             deliveries = producer.send_batch(bus.Message(bus_topic, b"v", key=k) for k in keys)
         assert [d.partition for d in deliveries] == [
             bus.murmur2_partition(k, PARTITIONS) for k in keys
         ]
 
     def test_send_batch_of_nothing_returns_an_empty_list(
-        self, message_bus: bus.Bus, bus_topic: str
+        self, bus_api: BusAPI, bus_topic: str
     ) -> None:
-        with message_bus.producer() as producer:
+        with bus_api.producer() as producer:
             assert producer.send_batch([]) == []
 
     def test_send_batch_takes_any_iterable_of_messages(
-        self, message_bus: bus.Bus, bus_topic: str
+        self, bus_api: BusAPI, bus_topic: str
     ) -> None:
-        with message_bus.producer() as producer:
+        with bus_api.producer() as producer:
             deliveries = producer.send_batch(
                 bus.Message(bus_topic, v, partition=0) for v in values("g", 3)
             )
@@ -257,7 +250,7 @@ class TestSendBatch:
 
     @needs("admin")
     def test_failed_send_batch_raises_delivery_error_with_every_outcome(
-        self, message_bus: bus.Bus, bus_topic: str, bus_topic_factory: Callable[..., str]
+        self, bus_api: BusAPI, bus_topic: str, bus_topic_factory: Callable[..., str]
     ) -> None:
         big = big_topic(bus_topic_factory)
         batch = [
@@ -265,7 +258,7 @@ class TestSendBatch:
             bus.Message(big, TOO_BIG, partition=0),
             bus.Message(bus_topic, b"ok-2", partition=0),
         ]
-        with message_bus.producer() as producer:
+        with bus_api.producer() as producer:
             with pytest.raises(bus.DeliveryError) as caught:
                 producer.send_batch(batch, timeout=DEADLINE)
             outcomes = caught.value.outcomes
@@ -281,13 +274,13 @@ class TestSendBatch:
             assert producer.send(big, b"small").offset == 0
 
 
-@needs("sync", "admin")
+@needs("admin")
 class TestMessageTooLarge:
     def test_send_of_a_too_large_message_raises_message_too_large(
-        self, message_bus: bus.Bus, bus_topic_factory: Callable[..., str]
+        self, bus_api: BusAPI, bus_topic_factory: Callable[..., str]
     ) -> None:
         big = big_topic(bus_topic_factory)
-        with message_bus.producer() as producer:
+        with bus_api.producer() as producer:
             with pytest.raises(bus.MessageTooLarge) as caught:
                 producer.send(big, TOO_BIG, timeout=DEADLINE)
             assert isinstance(caught.value, bus.DeliveryError)
@@ -296,17 +289,14 @@ class TestMessageTooLarge:
         assert (delivery.partition, delivery.offset) == (0, 0)
 
 
-@needs("sync")
 class TestEnqueue:
-    def test_on_delivery_is_called_once_per_message(
-        self, message_bus: bus.Bus, bus_topic: str
-    ) -> None:
+    def test_on_delivery_is_called_once_per_message(self, bus_api: BusAPI, bus_topic: str) -> None:
         calls: list[tuple[int, bus.Delivery | None, bus.BusError | None]] = []
 
         def recorder(i: int) -> Callable[[bus.Delivery | None, bus.BusError | None], None]:
             return lambda delivery, error: calls.append((i, delivery, error))
 
-        with message_bus.producer() as producer:
+        with bus_api.producer() as producer:
             for i, value in enumerate(values("e", 10)):
                 producer.enqueue(bus_topic, value, partition=0, on_delivery=recorder(i))
             producer.flush()
@@ -317,24 +307,22 @@ class TestEnqueue:
             assert delivery is not None
             assert (delivery.topic, delivery.partition, delivery.offset) == (bus_topic, 0, i)
 
-    def test_enqueued_messages_are_written_in_order(
-        self, message_bus: bus.Bus, bus_topic: str
-    ) -> None:
+    def test_enqueued_messages_are_written_in_order(self, bus_api: BusAPI, bus_topic: str) -> None:
         sent = values("e", 5)
-        with message_bus.producer() as producer:
+        with bus_api.producer() as producer:
             for value in sent:
                 producer.enqueue(bus_topic, value, partition=0)
             producer.flush()
-        with message_bus.consumer(bus_topic, offset_reset="earliest") as consumer:
+        with bus_api.consumer(bus_topic, offset_reset="earliest") as consumer:
             assert [m.value for m in consume(consumer, 5)] == sent
 
     @needs("admin")
     def test_enqueue_failure_is_passed_to_on_delivery(
-        self, message_bus: bus.Bus, bus_topic_factory: Callable[..., str]
+        self, bus_api: BusAPI, bus_topic_factory: Callable[..., str]
     ) -> None:
         big = big_topic(bus_topic_factory)
         calls: list[tuple[Any, Any]] = []
-        with message_bus.producer() as producer:
+        with bus_api.producer() as producer:
             producer.enqueue(big, TOO_BIG, on_delivery=lambda d, e: calls.append((d, e)))
             producer.flush(timeout=DEADLINE)  # the failure was claimed: flush does not raise
         assert len(calls) == 1
@@ -344,24 +332,24 @@ class TestEnqueue:
 
     @needs("admin")
     def test_enqueue_failure_without_callback_is_raised_by_the_next_flush(
-        self, message_bus: bus.Bus, bus_topic: str, bus_topic_factory: Callable[..., str]
+        self, bus_api: BusAPI, bus_topic: str, bus_topic_factory: Callable[..., str]
     ) -> None:
         big = big_topic(bus_topic_factory)
-        with message_bus.producer() as producer:
+        with bus_api.producer() as producer:
             producer.enqueue(big, TOO_BIG)
             producer.enqueue(bus_topic, b"fine", partition=0)
             with pytest.raises(bus.MessageTooLarge):
                 producer.flush(timeout=DEADLINE)
             producer.flush(timeout=DEADLINE)  # raised once, not forever
-        with message_bus.consumer(bus_topic, offset_reset="earliest") as consumer:
+        with bus_api.consumer(bus_topic, offset_reset="earliest") as consumer:
             assert [m.value for m in consume(consumer, 1)] == [b"fine"]
 
     @needs("admin")
     def test_enqueue_failure_without_callback_is_raised_by_close(
-        self, message_bus: bus.Bus, bus_topic_factory: Callable[..., str]
+        self, bus_api: BusAPI, bus_topic_factory: Callable[..., str]
     ) -> None:
         big = big_topic(bus_topic_factory)
-        producer = message_bus.producer()
+        producer = bus_api.producer()
         producer.enqueue(big, TOO_BIG)
         with pytest.raises(bus.MessageTooLarge):
             producer.close(timeout=DEADLINE)
@@ -369,26 +357,25 @@ class TestEnqueue:
         with pytest.raises(bus.ClosedError):
             producer.send(big, b"small")
 
-    def test_on_delivery_must_be_callable(self, message_bus: bus.Bus, bus_topic: str) -> None:
-        with message_bus.producer() as producer, pytest.raises(TypeError):
+    def test_on_delivery_must_be_callable(self, bus_api: BusAPI, bus_topic: str) -> None:
+        with bus_api.producer() as producer, pytest.raises(TypeError):
             producer.enqueue(bus_topic, b"v", on_delivery="print")  # type: ignore[arg-type]
 
 
-@needs("sync")
 class TestProducerClose:
-    def test_close_flushes_enqueued_messages(self, message_bus: bus.Bus, bus_topic: str) -> None:
+    def test_close_flushes_enqueued_messages(self, bus_api: BusAPI, bus_topic: str) -> None:
         sent = values("c", 5)
-        producer = message_bus.producer()
+        producer = bus_api.producer()
         for value in sent:
             producer.enqueue(bus_topic, value, partition=0)
         producer.close()
-        with message_bus.consumer(bus_topic, offset_reset="earliest") as consumer:
+        with bus_api.consumer(bus_topic, offset_reset="earliest") as consumer:
             assert [m.value for m in consume(consumer, 5)] == sent
 
     def test_close_is_idempotent_and_later_use_raises_closed_error(
-        self, message_bus: bus.Bus, bus_topic: str
+        self, bus_api: BusAPI, bus_topic: str
     ) -> None:
-        producer = message_bus.producer()
+        producer = bus_api.producer()
         producer.send(bus_topic, b"v", partition=0)
         producer.close()
         producer.close()
@@ -402,18 +389,18 @@ class TestProducerClose:
             producer.flush()
 
     def test_flush_with_nothing_pending_returns_at_once(
-        self, message_bus: bus.Bus, bus_topic: str
+        self, bus_api: BusAPI, bus_topic: str
     ) -> None:
-        with message_bus.producer() as producer:
+        with bus_api.producer() as producer:
             producer.send(bus_topic, b"v", partition=0)
             start = time.monotonic()
             producer.flush(timeout=DEADLINE)
             assert time.monotonic() - start < 5.0
 
-    def test_producer_context_manager_closes_it(self, message_bus: bus.Bus, bus_topic: str) -> None:
-        with message_bus.producer() as producer:
+    def test_producer_context_manager_closes_it(self, bus_api: BusAPI, bus_topic: str) -> None:
+        with bus_api.producer() as producer:
             producer.enqueue(bus_topic, b"v", partition=0)
         with pytest.raises(bus.ClosedError):
             producer.send(bus_topic, b"v")
-        with message_bus.consumer(bus_topic, offset_reset="earliest") as consumer:
+        with bus_api.consumer(bus_topic, offset_reset="earliest") as consumer:
             assert [m.value for m in consume(consumer, 1)] == [b"v"]

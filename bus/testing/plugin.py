@@ -13,6 +13,11 @@ in-memory broker) picks the backend under test. Fixtures:
     A fresh, uniquely named topic. When the backend has ``admin`` it is created, with
     3 partitions when the backend has ``partitions`` (else 1), and deleted after the
     test; without ``admin`` it is only a new name.
+``bus_api``
+    Runs the test once per API, ``[sync]`` and ``[async]``: ``bus_api.producer()`` and
+    ``bus_api.consumer(...)`` return blocking clients, or asyncio clients behind a
+    blocking face (``bus.testing.apis``). The run of an API mode the backend lacks is
+    skipped by capability. The conformance suite is written once this way.
 ``bus_topic_factory``
     ``make(partitions=None, **config) -> str``: more fresh topics, made as
     ``bus_topic`` is; ``config`` is passed to ``Bus.create_topic``
@@ -46,6 +51,7 @@ import bus
 from bus._plugins import registry
 from bus._url import parse_url
 from bus.spi import CAPABILITIES
+from bus.testing.apis import AsyncAPI, BusAPI, SyncAPI
 
 # The conformance suite asserts in library modules; have pytest explain its failures.
 pytest.register_assert_rewrite(
@@ -58,9 +64,7 @@ pytest.register_assert_rewrite(
             "_conformance_consuming",
             "_conformance_groups",
             "_conformance_api",
-            "_conformance_async_producing",
-            "_conformance_async_consuming",
-            "_conformance_async_groups",
+            "_conformance_asyncio",
             "helpers",
             "statemachine",
         )
@@ -189,6 +193,22 @@ def message_bus(bus_url: str) -> Iterator[bus.Bus]:
         yield connection
     finally:
         connection.close()
+
+
+@pytest.fixture(params=["sync", "async"])
+def bus_api(request: pytest.FixtureRequest, bus_url: str) -> Iterator[BusAPI]:
+    """Clients through the blocking API (``[sync]``) or the asyncio one behind a
+    blocking face (``[async]``); the run of a mode the backend lacks is skipped."""
+    mode: str = request.param
+    found = backend_capabilities(bus_url)
+    if found is not None:
+        _skip_missing(*found, [mode])
+    message_bus: bus.Bus = request.getfixturevalue("message_bus")
+    api: BusAPI = SyncAPI(message_bus) if mode == "sync" else AsyncAPI(message_bus)
+    try:
+        yield api
+    finally:
+        api.close()
 
 
 @pytest.fixture

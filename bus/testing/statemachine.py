@@ -14,7 +14,7 @@ Hypothesis picks. After every step it compares the backend with the model:
 * ``on_assign``/``on_revoke`` replay to the member's ``assignment()``;
 * a member that gains a partition starts at the committed position, which commits,
   close and rebalances set to processed positions only: nothing processed is read
-  again, nothing unprocessed is skipped (DESIGN's at-least-once). When the holder
+  again, nothing unprocessed is skipped (at-least-once, docs/concepts.md). When the holder
   polled in the same call that revoked the partition, the backend may or may not
   have counted its last batch as processed first; the model allows both;
 * at the end every member closes and a fresh member reads from the committed
