@@ -35,7 +35,6 @@ class _ConsumerCore:
         self._decode_key = decode_key
         self._decoding = decode_value is not None or decode_key is not None
         self._closing = False  # set first by close(): iteration stops
-        self._closed = False
 
     def _ensure_open(self) -> None:
         if self._closing:
@@ -161,7 +160,6 @@ class Consumer(_ConsumerCore):
             self._closing = True
         self._driver.wakeup()
         with self._io:
-            self._closed = True
             self._driver.close(timeout)
 
     def __enter__(self) -> Consumer:
@@ -254,7 +252,6 @@ class AsyncConsumer(_ConsumerCore):
         self._closing = True
         self._driver.wakeup()
         async with self._lock():
-            self._closed = True
             await self._driver.close(timeout)
 
     async def __aenter__(self) -> AsyncConsumer:

@@ -69,17 +69,24 @@ def test_close_closes_every_client_and_later_use_raises_closed() -> None:
 
 
 def test_aclose_closes_asyncio_clients_too() -> None:
-    async def main() -> tuple[bool, bool]:
-        async with bus.connect(_url()) as b:
+    url = _url()
+
+    async def main() -> frozenset[bus.TopicPartition]:
+        async with bus.connect(url) as b:
+            b.create_topic("t", partitions=2)
             producer = b.async_producer()
-            consumer = b.async_consumer("t")
+            consumer = b.async_consumer("t", group="g")
+            await consumer.poll(0)  # joins the group and takes both partitions
         with pytest.raises(bus.ClosedError):
             await producer.send("t", b"x")
         with pytest.raises(bus.ClosedError):
             await consumer.poll(0)
-        return producer._closed, consumer._closed
+        async with bus.connect(url) as b, b.async_consumer("t", group="g") as newcomer:
+            await newcomer.poll(0)
+            return newcomer.assignment()
 
-    assert asyncio.run(main()) == (True, True)
+    # the closed consumer left its group, so a newcomer gets every partition
+    assert asyncio.run(main()) == {bus.TopicPartition("t", 0), bus.TopicPartition("t", 1)}
 
 
 def test_consumer_needs_topics_and_a_string_group() -> None:
