@@ -145,12 +145,13 @@ class _ProducerCore:
         return batch
 
     @staticmethod
-    def _check_callback(on_delivery: Any) -> None:
-        if on_delivery is not None and not callable(on_delivery):
-            raise TypeError(
-                "on_delivery must be a callable(delivery, error) or None, not "
-                f"{type(on_delivery).__name__}"
-            )
+    def _not_a_callback(on_delivery: Any) -> TypeError:
+        """The error for an ``on_delivery`` that ``enqueue`` found not callable (the
+        check stays inline there: it runs for every message)."""
+        return TypeError(
+            "on_delivery must be a callable(delivery, error) or None, not "
+            f"{type(on_delivery).__name__}"
+        )
 
     def __repr__(self) -> str:
         state = "closed" if self._closed else "open"
@@ -240,7 +241,7 @@ class Producer(_ProducerCore):
         another thread of the backend.
         """
         if on_delivery is not None and not callable(on_delivery):
-            self._check_callback(on_delivery)
+            raise self._not_a_callback(on_delivery)
         self._handoff(self._enqueue, topic, value, key, headers, partition, timestamp, on_delivery)
 
     def flush(self, timeout: float | None = None) -> None:
@@ -332,7 +333,7 @@ class AsyncProducer(_ProducerCore):
     ) -> None:
         """Hand a message over without waiting for its acknowledgement."""
         if on_delivery is not None and not callable(on_delivery):
-            self._check_callback(on_delivery)
+            raise self._not_a_callback(on_delivery)
         await self._handoff(
             self._driver.enqueue, topic, value, key, headers, partition, timestamp, on_delivery
         )
