@@ -288,7 +288,8 @@ def _long_options(parser: argparse.ArgumentParser) -> list[str]:
     ]
 
 
-def test_the_cli_has_the_commands_of_the_design() -> None:
+def test_the_cli_has_the_commands_of_docs_cli_md() -> None:
+    """The commands docs/cli.md has a section for."""
     top = {path[0] for path in COMMANDS}
     assert {"backends", "produce", "consume", "topics", "demo", "bench"} <= top
 

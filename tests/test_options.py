@@ -113,7 +113,8 @@ def test_acks_minus_one_is_all() -> None:
     assert TABLE.validate({"acks": -1}, PRODUCER, where="u") == {"acks": "all"}
 
 
-def test_defaults_follow_the_design() -> None:
+def test_defaults_are_those_of_docs_concepts_md() -> None:
+    """The defaults docs/concepts.md's option tables and questions state."""
     producer = TABLE.defaults(PRODUCER)
     assert producer["acks"] == "all"
     assert producer["idempotent"] is True
