@@ -61,7 +61,7 @@ def text(data: Any) -> str:
 
 
 def format_message(message: Message) -> str:
-    """``Partition:%d, Offset:%d, key:%s, value:%s``, the seed's consumer line."""
+    """``Partition:%d, Offset:%d, key:%s, value:%s``, the Go/sarama consumer's line."""
     return (
         f"Partition:{message.partition}, Offset:{message.offset}, "
         f"key:{text(message.key)}, value:{text(message.value)}"
@@ -359,7 +359,7 @@ def _add_consume(command: Any) -> None:
         "Print each message of the TOPICs, one a line:\n"
         "  Partition:%d, Offset:%d, key:%s, value:%s\n"
         "Key and value are decoded as UTF-8 (undecodable bytes become U+FFFD); a\n"
-        "missing (None) key or value prints as nothing, as in the seed's Go program.\n"
+        "missing (None) key or value prints as nothing, as in the Go/sarama consumer.\n"
         "Without --group it reads every partition and commits nothing; with --group\n"
         "it joins that consumer group and commits what it printed when it stops.\n"
         "Stops after --count messages, after --timeout idle seconds, or on Ctrl-C\n"
@@ -521,11 +521,12 @@ def _add_demo(command: Any) -> None:
     p = command(
         "demo",
         "walk through the classic Kafka client programs",
-        "Re-tell the seed article's Go/sarama programs on this URL: a blocking send,\n"
-        "fire-and-forget sends with delivery reports, a consumer of every partition\n"
-        "from the newest offset, a consumer group with rebalance notifications, and\n"
-        "a consumer cancelled mid-stream whose group loses nothing. Uses fresh\n"
-        "demo-* topics (deleted at the end) and exits 1 if a check fails.",
+        "Re-tell the classic Go/sarama Kafka client programs on this URL: a blocking\n"
+        "send, fire-and-forget sends with delivery reports, a consumer of every\n"
+        "partition from the newest offset, a consumer group with rebalance\n"
+        "notifications, and a consumer cancelled mid-stream whose group loses\n"
+        "nothing. Uses fresh demo-* topics (deleted at the end) and exits 1 if a\n"
+        "check fails.",
     )
     p.add_argument(
         "--timeout",

@@ -1,4 +1,4 @@
-"""``bus demo``: the seed article's Go/sarama Kafka programs, re-told with polybus.
+"""``bus demo``: the classic Go/sarama Kafka client programs, re-told with polybus.
 
 Five steps on one URL, each printed under a header that says what it shows:
 
@@ -38,7 +38,7 @@ from bus.spi import CAPABILITIES
 #: Longest single poll while waiting for a condition; keeps alternating members fair.
 _TICK = 0.1
 
-#: Values of the seed's asynchronous producer output ("async: 7272", ...).
+#: Values of the Go/sarama asynchronous producer's output ("async: 7272", ...).
 _ASYNC_VALUES = ("async: 7272", "async: 7616", "async: 998")
 
 #: Messages the newest-offset consumer (step 3) and the group (step 4) wait for.
