@@ -1,15 +1,17 @@
 """Consumer groups and the per-consumer state machine of the memory backend.
 
 Pure bookkeeping: every method here is called with the broker's lock held, never
-blocks and never calls user code. The drivers (``_sync``, ``_async``) call the user's
-``on_revoke``/``on_assign`` between ``rebalance_begin`` and ``rebalance_finish``, with
-the lock released, and do the waiting.
+blocks and never calls user code. The drivers (``_sync``, ``_async``) do the waiting
+and run a rebalance in three locked steps, calling the user's callbacks between them
+with the lock released: ``ConsumerState.revoke_begin`` (then ``on_revoke``),
+``revoke_finish``, ``claim`` (then ``on_assign``).
 
 The model, as in Kafka with incremental rebalancing:
 
 * A member joins when its consumer is created and leaves when it closes; either
   bumps the group's generation and recomputes the target assignment (range
-  assignor, members in join order). Topics created or deleted do the same.
+  assignor, members in join order). A topic created or deleted recomputes it too,
+  bumping the generation if it changed.
 * A member applies a new generation at its next poll: it commits the processed
   positions of the partitions it loses (when auto-committing), calls ``on_revoke``
   with them, releases them, and calls ``on_assign`` with those it gains.
