@@ -276,8 +276,8 @@ class Bus:
             ("partitions", partitions),
             ("replication_factor", replication_factor),
         ):
-            if check_optional_int(number, what) is None or number < 1:
-                raise ValueError(f"{what} must be an int >= 1, not {number!r}")
+            if check_optional_int(number, what) is None:  # and within its range
+                raise TypeError(f"{what} must be an int, not None")
         settings = {
             k.replace("_", "."): str(v).lower() if isinstance(v, bool) else str(v)
             for k, v in config.items()

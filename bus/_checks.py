@@ -43,7 +43,8 @@ def check_bytes(value: Any, what: str) -> bytes | None:
 
 
 def check_headers(headers: Any) -> Headers:
-    """Headers as a tuple of ``(str, bytes)`` pairs, from ``None``, a mapping or pairs.
+    """Headers as a tuple of ``(str, bytes | None)`` pairs, from ``None``, a mapping or
+    an iterable of pairs (2-tuples or 2-lists; a string is not a pair).
 
     ``str`` values are UTF-8 encoded; order and repeated names are kept.
     """
@@ -64,34 +65,58 @@ def check_headers(headers: Any) -> Headers:
         return pairs
     result = []
     for pair in pairs:
-        try:
-            name, value = pair
-        except (TypeError, ValueError):
-            raise TypeError(f"each header must be a (str, bytes) pair, not {pair!r}") from None
+        if not isinstance(pair, (tuple, list)) or len(pair) != 2:
+            raise TypeError(
+                f"each header must be a (str, bytes) pair, not {type(pair).__name__} {_shown(pair)}"
+            )
+        name, value = pair
         if not isinstance(name, str):
             raise TypeError(f"header names must be str, not {type(name).__name__}")
         if isinstance(value, str):
             value = value.encode()
         elif isinstance(value, (bytearray, memoryview)):
             value = bytes(value)
-        elif not isinstance(value, bytes):
+        elif value is not None and not isinstance(value, bytes):
             raise TypeError(
-                f"header {name!r} must have a bytes or str value, not {type(value).__name__}"
+                f"header {name!r} must have a bytes, str or None value, not {type(value).__name__}"
             )
         result.append((name, value))
     return tuple(result)
 
 
+def _shown(value: Any, limit: int = 40) -> str:
+    """``repr(value)`` cut to ``limit`` characters, for an error message."""
+    text = repr(value)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+#: The largest values Kafka's wire format holds, and so every backend accepts.
+INT32_MAX = 2**31 - 1
+INT64_MAX = 2**63 - 1
+#: The ranges of the numeric fields, checked before anything is sent.
+RANGES: Mapping[str, tuple[int, int]] = {
+    "partition": (0, INT32_MAX),
+    "offset": (0, INT64_MAX),
+    "timestamp": (0, INT64_MAX),
+    "partitions": (1, 100_000),
+    "replication_factor": (1, 2**15 - 1),
+}
+
+
 def check_optional_int(value: Any, what: str) -> int | None:
-    """``None`` or an int >= 0 (not a bool)."""
+    """``None`` or an int (not a bool) within ``RANGES[what]`` (``>= 0`` for a field
+    not listed there). Raises ``TypeError`` or ``ValueError`` naming the field and the
+    range, before any client library sees the number."""
     if value is None:
         return None
     if value.__class__ is not int:
         if isinstance(value, bool) or not isinstance(value, int):
             raise TypeError(f"{what} must be an int or None, not {type(value).__name__}")
         value = int(value)
-    if value < 0:
-        raise ValueError(f"{what} must be >= 0, not {value}")
+    low, high = RANGES.get(what, (0, None))
+    if value < low or (high is not None and value > high):
+        shown = f"{low} to {high}" if high is not None else f">= {low}"
+        raise ValueError(f"{what} must be {shown}, not {value}")
     return value  # type: ignore[no-any-return]
 
 

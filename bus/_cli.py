@@ -27,8 +27,10 @@ from typing import Any, TextIO
 from urllib.parse import unquote
 
 import bus
+from bus._demo import run_demo
 from bus._errors import BusError, ConfigError
-from bus._message import Delivery, Message
+from bus._format import format_delivery, format_message
+from bus._message import Delivery
 from bus._plugins import BackendInfo, registry
 from bus.spi import CAPABILITIES
 
@@ -47,30 +49,6 @@ memory:// is an in-process broker: it lives as long as this one command, so
 'bus produce' and 'bus consume' run as two commands share nothing on memory://.
 Use a broker that other processes can reach (kafka://host:9092) to pair them.
 """
-
-# -- output formats -------------------------------------------------------------------------
-
-
-def text(data: Any) -> str:
-    """Bytes as UTF-8 text (undecodable bytes become U+FFFD), ``None`` as ``""``."""
-    if data is None:
-        return ""
-    if isinstance(data, (bytes, bytearray, memoryview)):
-        return bytes(data).decode("utf-8", errors="replace")
-    return str(data)
-
-
-def format_message(message: Message) -> str:
-    """``Partition:%d, Offset:%d, key:%s, value:%s``, the Go/sarama consumer's line."""
-    return (
-        f"Partition:{message.partition}, Offset:{message.offset}, "
-        f"key:{text(message.key)}, value:{text(message.value)}"
-    )
-
-
-def format_delivery(delivery: Delivery) -> str:
-    """``Partition:%d, Offset:%d``: where a produced message was written."""
-    return f"Partition:{delivery.partition}, Offset:{delivery.offset}"
 
 
 def _say(line: str, stream: TextIO | None = None) -> None:
@@ -539,8 +517,6 @@ def _add_demo(command: Any) -> None:
 
 
 def _demo(args: argparse.Namespace) -> int:
-    from bus._demo import run_demo
-
     return EXIT_OK if run_demo(args.url, sys.stdout, timeout=args.timeout) else EXIT_RUNTIME
 
 

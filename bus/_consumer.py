@@ -63,6 +63,9 @@ class _ConsumerCore:
             raise TypeError(f"commit takes a bus.Message or None, not {type(message).__name__}")
         if message is not None and (message.partition is None or message.offset is None):
             raise ValueError("commit needs a consumed message (one with partition and offset)")
+        if message is not None:
+            check_optional_int(message.partition, "partition")
+            check_optional_int(message.offset, "offset")
 
     def __repr__(self) -> str:
         state = "closed" if self._closing else "open"

@@ -30,8 +30,8 @@ from collections.abc import Callable, Iterable, Sequence
 from typing import TextIO
 
 import bus
-from bus._cli import format_delivery, format_message
 from bus._errors import BusError, ClosedError, UnsupportedError
+from bus._format import format_delivery, format_message
 from bus._message import Delivery, Message, TopicPartition
 from bus.spi import CAPABILITIES
 

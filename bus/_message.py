@@ -6,7 +6,7 @@ from typing import Any
 
 import attrs
 
-Headers = tuple[tuple[str, bytes], ...]
+Headers = tuple[tuple[str, bytes | None], ...]
 
 
 @attrs.frozen

@@ -119,7 +119,7 @@ class _ProducerCore:
                 and (m.value is None or m.value.__class__ is bytes)
                 and (m.key is None or m.key.__class__ is bytes)
                 and m.topic in self._topics
-                and m.headers.__class__ is tuple
+                and not m.headers
                 and m.partition is None
                 and m.timestamp is None
             ):

@@ -101,8 +101,13 @@ def test_consumer_needs_topics_and_a_string_group() -> None:
 
 def test_create_topic_checks_its_arguments() -> None:
     with bus.connect(_url()) as b:
-        with pytest.raises(ValueError, match="partitions must be an int >= 1"):
+        with pytest.raises(ValueError, match="partitions must be 1 to 100000, not 0"):
             b.create_topic("t", partitions=0)
+        with pytest.raises(ValueError, match="partitions must be 1 to 100000"):
+            b.create_topic("t", partitions=2**31)  # refused before memory allocates anything
+        with pytest.raises(ValueError, match="replication_factor must be 1 to 32767"):
+            b.create_topic("t", replication_factor=2**15)
+        assert "t" not in b.topics()
         with pytest.raises(TypeError, match="partitions"):
             b.create_topic("t", partitions="3")  # type: ignore[arg-type]
         with pytest.raises(ValueError, match="invalid topic name"):

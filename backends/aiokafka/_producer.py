@@ -17,6 +17,7 @@ from bus import murmur2_partition
 from bus.spi import (
     AsyncProducerDriver,
     DeliveryCallback,
+    Headers,
     UnclaimedFailures,
     acknowledged,
     make_partitioner,
@@ -90,7 +91,7 @@ class AioKafkaProducer(AsyncProducerDriver):
         topic: str,
         value: bytes | None,
         key: bytes | None,
-        headers: tuple[tuple[str, bytes], ...],
+        headers: Headers,
         partition: int | None,
         timestamp: int | None,
     ) -> asyncio.Future[Any]:
@@ -113,7 +114,7 @@ class AioKafkaProducer(AsyncProducerDriver):
         self,
         raw: AIOKafkaProducer,
         topic: str,
-        headers: tuple[tuple[str, bytes], ...],
+        headers: Headers,
         partition: int | None,
         timestamp: int | None,
     ) -> asyncio.Future[Any]:
@@ -173,7 +174,7 @@ class AioKafkaProducer(AsyncProducerDriver):
         topic: str,
         value: bytes | None,
         key: bytes | None,
-        headers: tuple[tuple[str, bytes], ...],
+        headers: Headers,
         partition: int | None,
         timestamp: int | None,
         on_delivery: DeliveryCallback | None,
@@ -210,7 +211,7 @@ class AioKafkaProducer(AsyncProducerDriver):
         topic: str,
         value: bytes | None,
         key: bytes | None,
-        headers: tuple[tuple[str, bytes], ...],
+        headers: Headers,
         partition: int | None,
         timestamp: int | None,
         timeout: float | None,

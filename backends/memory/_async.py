@@ -13,7 +13,7 @@ from typing import Any
 from backends.memory._group import ConsumerState
 from backends.memory._produce import Appender
 from bus import BusError, Delivery, Message, TopicPartition
-from bus.spi import AsyncConsumerDriver, AsyncProducerDriver, DeliveryCallback
+from bus.spi import AsyncConsumerDriver, AsyncProducerDriver, DeliveryCallback, Headers
 
 
 class AsyncMemoryProducer(AsyncProducerDriver):
@@ -25,7 +25,7 @@ class AsyncMemoryProducer(AsyncProducerDriver):
         topic: str,
         value: bytes | None,
         key: bytes | None,
-        headers: tuple[tuple[str, bytes], ...],
+        headers: Headers,
         partition: int | None,
         timestamp: int | None,
         timeout: float | None,
@@ -42,7 +42,7 @@ class AsyncMemoryProducer(AsyncProducerDriver):
         topic: str,
         value: bytes | None,
         key: bytes | None,
-        headers: tuple[tuple[str, bytes], ...],
+        headers: Headers,
         partition: int | None,
         timestamp: int | None,
         on_delivery: DeliveryCallback | None,

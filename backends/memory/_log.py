@@ -17,6 +17,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from bus import ConfigError, TopicExistsError, UnknownTopicError
+from bus.spi import Headers
 
 #: Kafka's default ``max.message.bytes`` (1 MiB plus the batch overhead).
 DEFAULT_MAX_MESSAGE_BYTES = 1_048_588
@@ -64,7 +65,7 @@ TOPIC_CONFIGS = frozenset(
 #: A record in a partition log: value, key, headers, timestamp. Plain tuples, not
 #: ``Message``s: the garbage collector stops tracking them, so a long log costs no
 #: collection time; consumers build the ``Message`` they hand out.
-Record = tuple[bytes | None, bytes | None, tuple[tuple[str, bytes], ...], int]
+Record = tuple[bytes | None, bytes | None, Headers, int]
 
 
 class Topic:

@@ -15,14 +15,12 @@ from bus import (
     MessageTooLarge,
     UnknownTopicError,
 )
-from bus.spi import DeliveryCallback, UnclaimedFailures, acknowledged, make_partitioner
+from bus.spi import DeliveryCallback, Headers, UnclaimedFailures, acknowledged, make_partitioner
 
 
-def _check_size(
-    topic: Topic, value: bytes | None, key: bytes | None, headers: tuple[tuple[str, bytes], ...]
-) -> None:
+def _check_size(topic: Topic, value: bytes | None, key: bytes | None, headers: Headers) -> None:
     size = RECORD_OVERHEAD + (len(value) if value else 0) + (len(key) if key else 0)
-    size += sum(len(h) + len(v) + 2 for h, v in headers)
+    size += sum(len(h) + (len(v) if v else 0) + 2 for h, v in headers)
     if size > topic.max_bytes:
         raise MessageTooLarge(
             f"a {size}-byte message exceeds max.message.bytes={topic.max_bytes} "
@@ -62,7 +60,7 @@ class Appender:
         topic: Topic,
         value: bytes | None,
         key: bytes | None,
-        headers: tuple[tuple[str, bytes], ...],
+        headers: Headers,
         partition: int | None,
         timestamp: int | None,
     ) -> tuple[int, int, int]:
@@ -94,7 +92,7 @@ class Appender:
         topic: str,
         value: bytes | None,
         key: bytes | None,
-        headers: tuple[tuple[str, bytes], ...],
+        headers: Headers,
         partition: int | None,
         timestamp: int | None,
     ) -> Delivery:
@@ -110,7 +108,7 @@ class Appender:
         topic: str,
         value: bytes | None,
         key: bytes | None,
-        headers: tuple[tuple[str, bytes], ...],
+        headers: Headers,
         partition: int | None,
         timestamp: int | None,
         on_delivery: DeliveryCallback | None,

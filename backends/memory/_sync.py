@@ -29,7 +29,7 @@ class MemoryProducer(ProducerDriver):
         topic: str,
         value: bytes | None,
         key: bytes | None,
-        headers: tuple[tuple[str, bytes], ...],
+        headers: Headers,
         partition: int | None,
         timestamp: int | None,
         timeout: float | None,

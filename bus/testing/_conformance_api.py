@@ -30,10 +30,32 @@ _BAD_SENDS: dict[str, Callable[[Any, str], Any]] = {
     "int header value": lambda p, t: p.send(t, b"v", headers=[("h", 1)]),
     "bytes header name": lambda p, t: p.send(t, b"v", headers=[(b"h", b"v")]),
     "header not a pair": lambda p, t: p.send(t, b"v", headers=["h"]),
+    "headers of strings": lambda p, t: p.send(t, b"v", headers=["ab", "cd"]),
+    "header of three": lambda p, t: p.send(t, b"v", headers=[("h", b"v", b"w")]),
+    "headers a string": lambda p, t: p.send(t, b"v", headers="ab"),
+    "bad header in a batch": lambda p, t: p.send_batch(
+        [bus.Message(t, b"ok", partition=0), bus.Message(t, b"v", headers=(("h", 1),))]  # type: ignore[arg-type]
+    ),
     "str timeout": lambda p, t: p.send(t, b"v", timeout="1"),
     "batch of bytes": lambda p, t: p.send_batch([b"v"]),
     "batch not iterable": lambda p, t: p.send_batch(5),
     "enqueue str value": lambda p, t: p.enqueue(t, "text"),
+}
+
+# Numbers out of the ranges Kafka's wire format holds: a ValueError before anything is
+# sent, never a client library's OverflowError or a half-written batch.
+_OUT_OF_RANGE: dict[str, Callable[[Any, str], Any]] = {
+    "partition 2**31": lambda p, t: p.send(t, b"v", partition=2**31),
+    "partition -1": lambda p, t: p.send(t, b"v", partition=-1),
+    "timestamp 2**63": lambda p, t: p.send(t, b"v", timestamp=2**63),
+    "timestamp -1": lambda p, t: p.send(t, b"v", timestamp=-1),
+    "enqueue partition 2**31": lambda p, t: p.enqueue(t, b"v", partition=2**31),
+    "batch with partition 2**31": lambda p, t: p.send_batch(
+        [bus.Message(t, b"ok", partition=0), bus.Message(t, b"v", partition=2**31)]
+    ),
+    "batch with timestamp 2**64": lambda p, t: p.send_batch(
+        [bus.Message(t, b"ok", partition=0), bus.Message(t, b"v", timestamp=2**64)]
+    ),
 }
 
 
@@ -128,6 +150,25 @@ class TestArguments:
             with pytest.raises(TypeError):
                 call(producer, bus_topic)
             assert producer.send(bus_topic, b"after", partition=0).offset == 0
+
+    @pytest.mark.parametrize("call", list(_OUT_OF_RANGE.values()), ids=list(_OUT_OF_RANGE))
+    def test_numbers_out_of_range_raise_value_error_and_send_nothing(
+        self, bus_api: BusAPI, bus_topic: str, call: Callable[[Any, str], Any]
+    ) -> None:
+        with bus_api.producer() as producer:
+            with pytest.raises(ValueError, match=r"(partition|timestamp) must be 0 to \d+"):
+                call(producer, bus_topic)
+            assert producer.send(bus_topic, b"after", partition=0).offset == 0
+
+    @needs("seek")
+    def test_seek_and_commit_check_their_ranges(self, bus_api: BusAPI, bus_topic: str) -> None:
+        with bus_api.consumer(bus_topic) as consumer:
+            with pytest.raises(ValueError, match="partition"):
+                consumer.seek(bus_topic, 2**31, 0)
+            with pytest.raises(ValueError, match="offset"):
+                consumer.seek(bus_topic, 0, 2**63)
+            with pytest.raises(ValueError, match="offset"):
+                consumer.commit(bus.Message(bus_topic, b"v", partition=0, offset=2**63))
 
     def test_type_error_says_what_to_pass_instead(self, bus_api: BusAPI, bus_topic: str) -> None:
         with bus_api.producer() as producer, pytest.raises(TypeError, match="serializer"):

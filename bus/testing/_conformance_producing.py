@@ -107,7 +107,7 @@ class TestMessageFields:
 
     @needs("headers")
     def test_headers_keep_their_order_and_duplicates(self, bus_api: BusAPI, bus_topic: str) -> None:
-        pairs = [("b", b"1"), ("a", b"2"), ("b", b"3"), ("empty", b"")]
+        pairs = [("b", b"1"), ("a", b"2"), ("b", b"3"), ("empty", b""), ("null", None)]
         with bus_api.producer() as producer:
             producer.send(bus_topic, b"pairs", headers=pairs, partition=0)
             producer.send(bus_topic, b"dict", headers={"x": "text", "y": b"raw"}, partition=0)
