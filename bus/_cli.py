@@ -50,6 +50,8 @@ memory:// is an in-process broker: it lives as long as this one command, so
 Use a broker that other processes can reach (kafka://host:9092) to pair them.
 """
 
+# -- output ---------------------------------------------------------------------------------
+
 
 def _say(line: str, stream: TextIO | None = None) -> None:
     print(line, file=stream or sys.stdout, flush=True)

@@ -1,5 +1,5 @@
-"""The lines ``bus consume``, ``bus produce`` and ``bus demo`` print for a message and
-for a delivery report (docs/cli.md, ``bus consume``)."""
+"""The lines ``bus produce``, ``bus consume`` and ``bus demo`` print for a delivery
+report and for a message (docs/cli.md shows both)."""
 
 from __future__ import annotations
 
