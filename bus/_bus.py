@@ -13,6 +13,7 @@ from bus._errors import BusError, ClosedError, ConfigError, UnsupportedError
 from bus._options import BUS, CONSUMER, PRODUCER, OptionTable, redact
 from bus._plugins import BackendInfo, Registry, registry
 from bus._producer import AsyncProducer, Producer
+from bus._topic_config import check_topic_config
 from bus._url import BusURL, parse_url, resolve_url
 from bus.spi import Backend, BackendConfig
 
@@ -35,6 +36,11 @@ def connect(url: str | None = None, **options: Any) -> Bus:
         backend = info.descriptor.factory(config)
     except BusError:
         raise
+    except (TypeError, ValueError) as exc:  # what a factory refuses in its configuration
+        raise ConfigError(
+            f"backend {info.descriptor.name!r} refused {config.url.redacted()}: "
+            f"{type(exc).__name__}: {exc}"
+        ) from exc
     except Exception as exc:
         raise BusError(
             f"backend {info.descriptor.name!r} failed to connect to "
@@ -282,6 +288,7 @@ class Bus:
             k.replace("_", "."): str(v).lower() if isinstance(v, bool) else str(v)
             for k, v in config.items()
         }
+        check_topic_config(settings)
         self._backend.create_topic(name, partitions, replication_factor, settings)
 
     def delete_topic(self, name: str) -> None:

@@ -309,7 +309,10 @@ class OptionTable:
             return option.convert(value)
         except (TypeError, ValueError) as exc:
             shown = "***" if option.secret else repr(value)
-            message = str(exc) if not option.secret else str(exc).replace(repr(value), "***")
+            message = str(exc)
+            if option.secret:  # the converter's text may quote the value: hide it
+                for form in {repr(value), str(value)} - {""}:
+                    message = message.replace(form, "***")
             raise ConfigError(f"{where}: option {option.name!r} {message} (got {shown})") from None
 
     def defaults(self, scope: str) -> dict[str, Any]:

@@ -66,6 +66,19 @@ class BusURL:
         return f"BusURL({self.redacted()!r})"
 
 
+def _misplaced_credentials(netloc: str, path: str, query: str) -> bool:
+    """Whether ``user:pass@host`` was cut short by a ``/`` or ``?`` in the password:
+    the parsed location looks like ``user:pa`` and an ``@`` follows in the path, or in
+    the query before any ``name=`` (``?client_id=a@b`` is a value, not a password)."""
+    if "@" in netloc or ":" not in netloc:
+        return False
+    if "@" in path:
+        return True
+    if "@" not in query:
+        return False
+    return "=" not in query.split("@", 1)[0].rsplit("&", 1)[-1]
+
+
 def resolve_url(url: str | None) -> str:
     """``url`` itself, else ``$BUS_URL``, else ``memory://``."""
     if url is None:
@@ -89,12 +102,20 @@ def parse_url(url: str) -> BusURL:
         text += "://"
     match = _URL.match(text)
     if match is None or match["netloc"] is None:
-        shown = re.sub(r":[^:/@]*@", ":***@", text)
+        # Everything between the user's ':' and the last '@' may be the password.
+        shown = re.sub(r"^([^:]*:/*[^:/@]*:).*@", r"\1***@", text)
         raise ConfigError(
             f"not a bus URL: {shown!r}; expected scheme://location?option=value, "
             "for example 'memory://' or 'kafka://127.0.0.1:9092'"
         )
     netloc = match["netloc"]
+    if _misplaced_credentials(netloc, match["path"], match["query"] or ""):
+        hidden = text.split("://", 1)[1].rsplit("@", 1)[1]
+        raise ConfigError(
+            f"the password in {match['scheme']}://***@{hidden} holds an unencoded '/', "
+            "'?' or '#', which would end it early and show the rest: percent-encode it, "
+            "for example with urllib.parse.quote(password, safe='')"
+        )
     username = password = None
     if "@" in netloc:
         auth, netloc = netloc.rsplit("@", 1)

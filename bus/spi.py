@@ -188,7 +188,9 @@ class Backend:
 
     ``producer_settings`` and ``consumer_settings`` passed to the driver factories are
     complete: every option of that scope with its default filled in (codecs are
-    handled by the wrappers and removed). The admin methods block; an asyncio-only
+    handled by the wrappers and removed). ``create_topic`` gets a name, counts and
+    settings already checked (every setting is one Kafka 4.x has, with a value it
+    can read: ``bus.ConfigError`` otherwise). The admin methods block; an asyncio-only
     backend runs them on its own loop thread. ``close()`` releases the connection
     after the ``Bus`` has closed every blocking client it made (``Bus.aclose()`` closes
     the asyncio ones first); it is called once.

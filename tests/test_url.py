@@ -66,3 +66,27 @@ def test_secret_query_values_are_masked() -> None:
     for shown in (str(url), repr(url)):
         assert "hunter" not in shown
         assert "sasl_password=***" in shown and "acks=1" in shown
+
+
+@given(
+    st.text(alphabet="abcdefghijk0123456789", min_size=1, max_size=8),
+    st.sampled_from(["/", "?", "/x?"]),
+    st.text(alphabet="abcdefghijk0123456789", min_size=1, max_size=8),
+)
+def test_a_password_cut_short_by_a_delimiter_is_refused_unshown(
+    head: str, delimiter: str, tail: str
+) -> None:
+    password = head + delimiter + tail
+    with pytest.raises(ConfigError, match="percent-encode") as info:
+        parse_url(f"kafka://user:{password}@h1:9092")
+    shown = str(info.value)
+    assert f"user:{head}" not in shown
+    assert f"{tail}@" not in shown
+    assert f"{delimiter}{tail}" not in shown
+    assert "kafka://***@h1:9092" in shown
+
+
+def test_an_at_sign_in_a_query_value_is_no_password() -> None:
+    url = parse_url("kafka://h:9092?client_id=team@example")
+    assert url.password is None
+    assert url.query == (("client_id", "team@example"),)

@@ -34,7 +34,7 @@ _COMPRESSION_NEEDS = {"snappy": "has_snappy", "lz4": "has_lz4", "zstd": "has_zst
 def common_kwargs(url: BusURL, options: Mapping[str, Any]) -> dict[str, Any]:
     """What every client of a connection gets: brokers, security, client id."""
     if not url.hosts:
-        raise ValueError(
+        raise ConfigError(
             f"{url.scheme}:// needs at least one broker, e.g. {url.scheme}://127.0.0.1:9092"
         )
     kwargs: dict[str, Any] = {"bootstrap_servers": list(url.hosts)}

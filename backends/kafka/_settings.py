@@ -7,6 +7,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from backends._kafka_options import SHARED_OPTIONS
+from bus import ConfigError
 from bus.spi import BUS, BusURL, Option, mapping
 
 LOGGER = logging.getLogger("bus.kafka")
@@ -42,7 +43,7 @@ _SHORTCUTS = {
 def common_config(url: BusURL, options: Mapping[str, Any]) -> dict[str, Any]:
     """What every client of a connection gets: brokers, security, client id, pass-through."""
     if not url.hosts:
-        raise ValueError(
+        raise ConfigError(
             f"{url.scheme}:// needs at least one broker, e.g. {url.scheme}://127.0.0.1:9092"
         )
     conf: dict[str, Any] = {"bootstrap.servers": ",".join(url.hosts), "logger": LOGGER}

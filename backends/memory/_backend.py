@@ -2,15 +2,16 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from typing import Any
 
 from backends.memory._async import AsyncMemoryConsumer, AsyncMemoryProducer
 from backends.memory._group import ConsumerState
-from backends.memory._log import broker_named, check_topic_config
+from backends.memory._log import broker_named
 from backends.memory._produce import Appender
 from backends.memory._sync import MemoryConsumer, MemoryProducer
-from bus import UnknownTopicError
+from bus import ConfigError, UnknownTopicError
 from bus.spi import (
     AsyncConsumerDriver,
     AsyncProducerDriver,
@@ -20,14 +21,19 @@ from bus.spi import (
     ProducerDriver,
 )
 
+_NAME = re.compile(r"[A-Za-z0-9._\-]*")
+
 
 class MemoryBackend(Backend):
     """Every ``memory://name`` connection of a process shares broker ``name``."""
 
     def __init__(self, config: BackendConfig):
         url = config.url
-        if url.hosts and len(url.hosts) > 1:
-            raise ValueError("memory:// takes one broker name, not a host list")
+        if not _NAME.fullmatch(url.location) or url.path not in ("", "/"):
+            raise ConfigError(
+                f"memory:// takes one broker name of letters, digits, '.', '_' and '-' "
+                f"(memory://orders), not {url.location + url.path!r}"
+            )
         self.broker = broker_named(url.location)
         self._auto_create: bool = config.options.get("auto_create_topics", True)
         self._partitions: int = config.options.get("partitions", 1)
@@ -60,7 +66,6 @@ class MemoryBackend(Backend):
     def create_topic(
         self, name: str, partitions: int, replication_factor: int, config: Mapping[str, str]
     ) -> None:
-        check_topic_config(config)
         with self.broker.lock:
             self.broker.create(name, partitions, config)
 

@@ -11,56 +11,17 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import difflib
 import threading
 from collections.abc import Mapping
 from typing import Any
 
-from bus import ConfigError, TopicExistsError, UnknownTopicError
+from bus import TopicExistsError, UnknownTopicError
 from bus.spi import Headers
 
 #: Kafka's default ``max.message.bytes`` (1 MiB plus the batch overhead).
 DEFAULT_MAX_MESSAGE_BYTES = 1_048_588
 #: What a one-record batch adds to key, value and headers (batch header and record framing).
 RECORD_OVERHEAD = 70
-
-#: The topic-level settings of Apache Kafka 4.x. The memory backend models
-#: ``max.message.bytes`` and ``message.timestamp.type``; it keeps the others as given.
-TOPIC_CONFIGS = frozenset(
-    {
-        "cleanup.policy",
-        "compression.type",
-        "delete.retention.ms",
-        "file.delete.delay.ms",
-        "flush.messages",
-        "flush.ms",
-        "follower.replication.throttled.replicas",
-        "index.interval.bytes",
-        "leader.replication.throttled.replicas",
-        "local.retention.bytes",
-        "local.retention.ms",
-        "max.compaction.lag.ms",
-        "max.message.bytes",
-        "message.timestamp.after.max.ms",
-        "message.timestamp.before.max.ms",
-        "message.timestamp.type",
-        "min.cleanable.dirty.ratio",
-        "min.compaction.lag.ms",
-        "min.insync.replicas",
-        "preallocate",
-        "remote.log.copy.disable",
-        "remote.log.delete.on.disable",
-        "remote.storage.enable",
-        "retention.bytes",
-        "retention.ms",
-        "segment.bytes",
-        "segment.index.bytes",
-        "segment.jitter.ms",
-        "segment.ms",
-        "unclean.leader.election.enable",
-    }
-)
-
 
 #: A record in a partition log: value, key, headers, timestamp. Plain tuples, not
 #: ``Message``s: the garbage collector stops tracking them, so a long log costs no
@@ -81,27 +42,6 @@ class Topic:
         #: key + value bytes that surely fit a headerless record; larger ones are measured
         self.max_payload = self.max_bytes - RECORD_OVERHEAD
         self.log_append_time = config.get("message.timestamp.type") == "LogAppendTime"
-
-
-def check_topic_config(config: Mapping[str, str]) -> None:
-    """Reject what Kafka rejects: unknown settings and unreadable values of modelled ones."""
-    for key in config:
-        if key not in TOPIC_CONFIGS:
-            close = difflib.get_close_matches(key, sorted(TOPIC_CONFIGS), n=1)
-            hint = f"; did you mean {close[0]!r}?" if close else ""
-            raise ConfigError(f"unknown topic config {key!r}{hint}")
-    if "max.message.bytes" in config:
-        text = config["max.message.bytes"]
-        if not text.isdigit() or int(text) < 0:
-            raise ConfigError(
-                f"topic config 'max.message.bytes' must be an integer >= 0, not {text!r}"
-            )
-    kind = config.get("message.timestamp.type", "CreateTime")
-    if kind not in ("CreateTime", "LogAppendTime"):
-        raise ConfigError(
-            f"topic config 'message.timestamp.type' must be CreateTime or "
-            f"LogAppendTime, not {kind!r}"
-        )
 
 
 class Broker:

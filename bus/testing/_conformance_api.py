@@ -325,6 +325,22 @@ class TestBus:
         assert [(type(d), e) for d, e in outcomes] == [(bus.Delivery, None)]  # flushed
 
     @needs("admin")
+    @pytest.mark.parametrize(
+        "config",
+        [{"retention_ms": "soon"}, {"cleanup_policy": "shred"}, {"retention_mss": 1000}],
+        ids=["unreadable value", "unknown choice", "misspelt name"],
+    )
+    def test_invalid_topic_config_is_a_config_error(
+        self, message_bus: bus.Bus, config: dict[str, Any]
+    ) -> None:
+        from bus.testing.plugin import unique_topic_name
+
+        name = unique_topic_name("config")
+        with pytest.raises(bus.ConfigError):
+            message_bus.create_topic(name, 1, **config)
+        assert name not in message_bus.topics()
+
+    @needs("admin")
     def test_admin_creates_lists_and_deletes_topics(
         self, message_bus: bus.Bus, bus_topic: str
     ) -> None:
