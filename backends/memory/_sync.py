@@ -91,7 +91,7 @@ class MemoryConsumer(ConsumerDriver):
                     state.woken = False
                     return []
                 if state.needs_rebalance():
-                    continue  # the group changed meanwhile  # another rebalance came in meanwhile
+                    continue  # another rebalance came in meanwhile
                 batch = state.fetch(max_messages)
                 now = time.monotonic()
                 state.maybe_auto_commit(now)
