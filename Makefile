@@ -5,7 +5,6 @@ PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 PIP    := $(BIN)/python -m pip
-export PYTHONPATH := tests
 
 .PHONY: help demo test lint typecheck unit bench docs kafka-up kafka-down kafka-fetch clean
 
@@ -63,13 +62,13 @@ docs: $(VENV)/.docs
 	$(BIN)/mkdocs build --strict -d site
 
 kafka-fetch: $(VENV)/.base
-	$(BIN)/python -m kafka_harness fetch
+	$(BIN)/python -m tools.kafka_harness fetch
 
 kafka-up: $(VENV)/.base
-	@$(BIN)/python -m kafka_harness up
+	@$(BIN)/python -m tools.kafka_harness up
 
 kafka-down:
-	@if [ -x $(BIN)/python ]; then $(BIN)/python -m kafka_harness down; fi
+	@if [ -x $(BIN)/python ]; then $(BIN)/python -m tools.kafka_harness down; fi
 
 clean: kafka-down
 	rm -rf $(VENV) .cache site build *.egg-info .mypy_cache .ruff_cache .pytest_cache .hypothesis

@@ -439,7 +439,7 @@ class Broker:
 @contextlib.contextmanager
 def kafka_broker(bootstrap: str | None, who: str) -> Iterator[Broker]:
     """Yield the broker given (``bootstrap``), else a fresh single-node one of the test
-    harness (``tests/kafka_harness``), stopped at the end; ``who`` (``bench.kafka``)
+    harness (``tools/kafka_harness``), stopped at the end; ``who`` (``bench.kafka``)
     names the benchmark in messages and in ``Broker.source``."""
     if bootstrap:
         yield Broker(bootstrap, "given", None)
@@ -447,7 +447,7 @@ def kafka_broker(bootstrap: str | None, who: str) -> Iterator[Broker]:
     tests = str(REPO / "tests")
     if tests not in sys.path:
         sys.path.insert(0, tests)
-    from kafka_harness import KafkaCluster, KafkaHarnessError
+    from tools.kafka_harness import KafkaCluster, KafkaHarnessError
 
     cluster = KafkaCluster(1)
     started = time.perf_counter()

@@ -43,7 +43,7 @@ ours; the payload is the same.
 Usage: ``python -m bench.aiokafka [--count N] [--quick] [--rounds R] [--bootstrap
 HOST:PORT] [--only TEXT]`` (``--help`` lists the rest). Without ``--bootstrap`` or
 ``$KAFKA_BOOTSTRAP_SERVERS`` it starts its own single-node broker
-(``tests/kafka_harness``, 127.0.0.1) and stops it at the end.
+(``tools/kafka_harness``, 127.0.0.1) and stops it at the end.
 """
 
 from __future__ import annotations

@@ -34,7 +34,7 @@ Pairs (ours, then the baseline, in turns in one process):
 
 Usage: ``python -m bench.kafka [--count N] [--quick] [--rounds R] [--bootstrap HOST:PORT]``
 (``--help`` lists the rest). Without ``--bootstrap`` or ``$KAFKA_BOOTSTRAP_SERVERS`` it
-starts its own single-node broker (``tests/kafka_harness``) and stops it at the end.
+starts its own single-node broker (``tools/kafka_harness``) and stops it at the end.
 """
 
 from __future__ import annotations

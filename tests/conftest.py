@@ -6,11 +6,11 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 import pytest
-from kafka_harness import KafkaCluster
 
 from bus._plugins import reset_registry
+from tools.kafka_harness import KafkaCluster
 
-pytest_plugins = ["kafka_harness.plugin"]
+pytest_plugins = ["tools.kafka_harness.plugin"]
 
 
 @pytest.fixture

@@ -8,9 +8,9 @@ import time
 import uuid
 
 import pytest
-from kafka_harness import KafkaCluster
 
 import bus
+from tools.kafka_harness import KafkaCluster
 
 
 def _topic() -> str:

@@ -9,10 +9,10 @@ import time
 import uuid
 
 import pytest
-from kafka_harness import KafkaCluster
 
 import bus
 from bus._demo import run_demo
+from tools.kafka_harness import KafkaCluster
 
 
 def _topic() -> str:

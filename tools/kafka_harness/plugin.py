@@ -1,12 +1,12 @@
 """pytest plugin: real Kafka brokers for tests that ask for them.
 
-Enable with ``pytest_plugins = ["kafka_harness.plugin"]`` in ``tests/conftest.py`` (with
-``tests`` on ``sys.path``) or ``-p kafka_harness.plugin``.
+Enable with ``pytest_plugins = ["tools.kafka_harness.plugin"]`` in ``tests/conftest.py``
+(the repository root is on pytest's ``pythonpath``) or ``-p tools.kafka_harness.plugin``.
 
 Fixtures (session scope, started on first use only):
 
 ``kafka_broker``
-    A single-node cluster (:class:`kafka_harness.KafkaCluster`, replication factor 1):
+    A single-node cluster (:class:`tools.kafka_harness.KafkaCluster`, replication factor 1):
     ``.bootstrap_servers`` and ``.nodes[0]`` for ``stop()/kill()/restart()``.  With
     ``$KAFKA_BOOTSTRAP_SERVERS`` set, an :class:`ExternalKafka` pointing at that broker
     instead (``.nodes`` empty: nothing to restart).
@@ -31,7 +31,7 @@ from dataclasses import dataclass, field
 
 import pytest
 
-from kafka_harness import (
+from tools.kafka_harness import (
     KafkaCluster,
     KafkaNode,
     KafkaUnavailable,

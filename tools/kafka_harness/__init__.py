@@ -24,7 +24,7 @@ Environment variables:
 Only the standard library is used.  Brokers are started in their own session (so a
 Ctrl-C in the terminal does not reach them), are killed by the kernel if the Python
 process that started them dies (Linux ``PR_SET_PDEATHSIG``), and are stopped by an
-``atexit`` hook otherwise.  The detached broker of the CLI (``python -m kafka_harness
+``atexit`` hook otherwise.  The detached broker of the CLI (``python -m tools.kafka_harness
 up``) is the exception: it outlives its starter and is tracked by a state file.
 """
 
@@ -80,7 +80,7 @@ REPO_ROOT = HARNESS_DIR.parents[1]
 POM_PATH = HARNESS_DIR / "pom.xml"
 LOG4J_CONFIG = HARNESS_DIR / "log4j2.xml"
 RUN_DIR = REPO_ROOT / ".cache" / "kafka" / "run"
-"""State of the detached broker of ``python -m kafka_harness up``."""
+"""State of the detached broker of ``python -m tools.kafka_harness up``."""
 
 _STAMP_NAME = ".polybus-complete"
 _ERROR_LINE = re.compile(r"\] (ERROR|FATAL) |^\S*(Exception|Error)\b|^Caused by: ")

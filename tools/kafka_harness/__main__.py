@@ -2,10 +2,10 @@
 
 Run from the repository root::
 
-    PYTHONPATH=tests .venv/bin/python -m kafka_harness up [--port N]  # prints host:port
-    PYTHONPATH=tests .venv/bin/python -m kafka_harness status
-    PYTHONPATH=tests .venv/bin/python -m kafka_harness down
-    PYTHONPATH=tests .venv/bin/python -m kafka_harness fetch          # only download jars
+    .venv/bin/python -m tools.kafka_harness up [--port N]  # prints host:port
+    .venv/bin/python -m tools.kafka_harness status
+    .venv/bin/python -m tools.kafka_harness down
+    .venv/bin/python -m tools.kafka_harness fetch          # only download jars
 
 ``up`` starts the broker detached and keeps its state in ``.cache/kafka/run/``:
 ``state.json``, ``bootstrap`` (the address alone, for scripts), ``node-1/kafka.log`` and
@@ -27,7 +27,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from kafka_harness import (
+from tools.kafka_harness import (
     RUN_DIR,
     KafkaCluster,
     KafkaHarnessError,
@@ -176,7 +176,7 @@ def cmd_fetch(args: argparse.Namespace) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
-        prog="python -m kafka_harness", description="Local Apache Kafka broker for tests."
+        prog="python -m tools.kafka_harness", description="Local Apache Kafka broker for tests."
     )
     sub = parser.add_subparsers(dest="command", required=True)
     up = sub.add_parser("up", help="start one detached broker (idempotent); print host:port")
