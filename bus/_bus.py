@@ -7,6 +7,7 @@ import weakref
 from collections.abc import Mapping
 from typing import Any, TypeVar
 
+from bus._callbacks import guarded
 from bus._checks import check_optional_int, check_topic, decoder, encoder, resolve_codec
 from bus._consumer import AsyncConsumer, Consumer
 from bus._errors import BusError, ClosedError, ConfigError, UnsupportedError
@@ -150,6 +151,13 @@ class Bus:
             raise ClosedError("Bus is closed")
         return _client_settings(self._table, self._config, scope, options)
 
+    @staticmethod
+    def _guard_callbacks(settings: dict[str, Any]) -> dict[str, Any]:
+        for name in ("on_assign", "on_revoke", "on_error"):
+            if settings.get(name) is not None:
+                settings[name] = guarded(settings[name], name)
+        return settings
+
     def _codec(self, settings: dict[str, Any], name: str) -> Any:
         return resolve_codec(settings.pop(name), self._registry.codecs, name)
 
@@ -210,7 +218,7 @@ class Bus:
         every partition, commit nothing)."""
         self._need("sync", "blocking")
         names, group = self._topics(topics), self._group(group)
-        settings = self._settings(CONSUMER, options)
+        settings = self._guard_callbacks(self._settings(CONSUMER, options))
         value, key = (
             self._codec(settings, "deserializer"),
             self._codec(settings, "key_deserializer"),
@@ -250,7 +258,7 @@ class Bus:
         """An asyncio ``AsyncConsumer`` of ``topics``, in ``group``."""
         self._need("async", "asyncio")
         names, group = self._topics(topics), self._group(group)
-        settings = self._settings(CONSUMER, options)
+        settings = self._guard_callbacks(self._settings(CONSUMER, options))
         value, key = (
             self._codec(settings, "deserializer"),
             self._codec(settings, "key_deserializer"),

@@ -8,6 +8,7 @@ from typing import Any, TypeVar
 
 import attrs
 
+from bus._callbacks import guarded
 from bus._checks import (
     batch_outcome,
     check_bytes,
@@ -240,8 +241,10 @@ class Producer(_ProducerCore):
         called exactly once, possibly before ``enqueue`` returns and possibly from
         another thread of the backend.
         """
-        if on_delivery is not None and not callable(on_delivery):
-            raise self._not_a_callback(on_delivery)
+        if on_delivery is not None:
+            if not callable(on_delivery):
+                raise self._not_a_callback(on_delivery)
+            on_delivery = guarded(on_delivery, "on_delivery")
         self._handoff(self._enqueue, topic, value, key, headers, partition, timestamp, on_delivery)
 
     def flush(self, timeout: float | None = None) -> None:
@@ -332,8 +335,10 @@ class AsyncProducer(_ProducerCore):
         on_delivery: DeliveryCallback | None = None,
     ) -> None:
         """Hand a message over without waiting for its acknowledgement."""
-        if on_delivery is not None and not callable(on_delivery):
-            raise self._not_a_callback(on_delivery)
+        if on_delivery is not None:
+            if not callable(on_delivery):
+                raise self._not_a_callback(on_delivery)
+            on_delivery = guarded(on_delivery, "on_delivery")
         await self._handoff(
             self._driver.enqueue, topic, value, key, headers, partition, timestamp, on_delivery
         )

@@ -8,6 +8,7 @@ until the group settles (disjoint assignments covering every partition)."""
 
 from __future__ import annotations
 
+import logging
 import time
 from typing import Any
 
@@ -325,6 +326,23 @@ class TestGroups:
         assert sum(kind == "assign" for kind, _ in first_events) > assigned_before
         assert replay(first_events) == everything
         first.close()
+
+    def test_raising_rebalance_callbacks_are_logged_and_the_member_goes_on(
+        self, bus_api: BusAPI, bus_topic: str, caplog: pytest.LogCaptureFixture
+    ) -> None:
+        def explode(partitions: set[bus.TopicPartition]) -> None:
+            raise RuntimeError("the application's bug")
+
+        with bus_api.producer() as producer:
+            producer.send(bus_topic, b"v", partition=0)
+        with (
+            caplog.at_level(logging.ERROR, logger="bus"),
+            self._member(bus_api, bus_topic, on_assign=explode, on_revoke=explode) as member,
+        ):
+            assert [m.value for m in consume(member, 1)] == [b"v"]
+        assert any(
+            r.exc_info and isinstance(r.exc_info[1], RuntimeError) for r in caplog.records
+        ), "the on_assign exception was not logged on the 'bus' logger"
 
     def test_leaving_member_hands_its_partitions_to_the_others(
         self, bus_api: BusAPI, bus_topic: str

@@ -5,6 +5,7 @@ it: deliveries and offsets, message fields, keyed partitioning, batches,
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Callable
 from typing import Any
@@ -356,6 +357,29 @@ class TestEnqueue:
         producer.close()  # closed anyway, and idempotent
         with pytest.raises(bus.ClosedError):
             producer.send(big, b"small")
+
+    def test_a_raising_on_delivery_is_logged_and_work_goes_on(
+        self, bus_api: BusAPI, bus_topic: str, caplog: pytest.LogCaptureFixture
+    ) -> None:
+        delivered: list[int] = []
+
+        def explode(delivery: bus.Delivery | None, error: bus.BusError | None) -> None:
+            raise RuntimeError("the application's bug")
+
+        with caplog.at_level(logging.ERROR, logger="bus"), bus_api.producer() as producer:
+            producer.enqueue(bus_topic, b"0", partition=0, on_delivery=explode)
+            for i in (1, 2):
+                producer.enqueue(
+                    bus_topic, b"%d" % i, partition=0, on_delivery=lambda d, e: delivered.append(1)
+                )
+            producer.flush(timeout=DEADLINE)  # the callback's exception is not raised here
+            assert len(delivered) == 2
+            assert producer.send(bus_topic, b"3", partition=0).offset == 3
+        assert any(
+            r.exc_info and isinstance(r.exc_info[1], RuntimeError) for r in caplog.records
+        ), "the callback's exception was not logged on the 'bus' logger"
+        with bus_api.consumer(bus_topic, offset_reset="earliest") as consumer:
+            assert [m.value for m in consume(consumer, 4)] == [b"0", b"1", b"2", b"3"]
 
     def test_on_delivery_must_be_callable(self, bus_api: BusAPI, bus_topic: str) -> None:
         with bus_api.producer() as producer, pytest.raises(TypeError):
