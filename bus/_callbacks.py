@@ -10,22 +10,36 @@ callbacks before a driver sees them.
 
 from __future__ import annotations
 
+import inspect
 import logging
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 LOGGER = logging.getLogger("bus")
 
 
-def guarded(callback: Callable[..., Any], what: str) -> Callable[..., None]:
+def guarded(callback: Callable[..., Any], what: str) -> Callable[..., Any]:
     """``callback`` that logs, instead of raising, what it raises (``Exception`` only:
-    ``KeyboardInterrupt`` and ``SystemExit`` still stop the program)."""
+    ``KeyboardInterrupt`` and ``SystemExit`` still stop the program). A coroutine
+    function stays one: what it returns is awaitable and guarded the same way, for
+    the asyncio drivers that await a callback's result."""
 
-    def call(*args: Any) -> None:
+    def call(*args: Any) -> Any:
         try:
-            callback(*args)
+            result = callback(*args)
         except Exception:
             LOGGER.exception("%s callback %r raised; ignored", what, callback)
+            return None
+        if inspect.isawaitable(result):
+            return _awaited(result, what, callback)
+        return None
 
     call.__wrapped__ = callback  # type: ignore[attr-defined]
     return call
+
+
+async def _awaited(result: Awaitable[Any], what: str, callback: Callable[..., Any]) -> None:
+    try:
+        await result
+    except Exception:
+        LOGGER.exception("%s callback %r raised; ignored", what, callback)

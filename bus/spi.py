@@ -33,7 +33,8 @@ backends import nothing else from ``bus``; an import contract checks it):
   the ``Partitioner`` type, so a backend places keys where the others do;
 - the fast constructors ``consumed_message`` and ``acknowledged`` for backends that
   build a ``Message``/``Delivery`` per record, and the ``Headers`` type;
-- ``UnclaimedFailures``, the bookkeeping of failures no ``on_delivery`` claimed;
+- ``UnclaimedFailures``, the bookkeeping of failures no ``on_delivery`` claimed, and
+  ``ProblemReporter``, which tells ``on_error`` of each problem once per change;
 - ``client_settings(url, scope, options)``: the settings a driver factory gets,
   computed without connecting (for a backend's own tests of its option mapping).
 """
@@ -42,6 +43,7 @@ from __future__ import annotations
 
 import abc
 import contextlib
+import logging
 import threading
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
@@ -89,6 +91,7 @@ __all__ = [
     "Headers",
     "Option",
     "Partitioner",
+    "ProblemReporter",
     "ProducerDriver",
     "UnclaimedFailures",
     "acknowledged",
@@ -382,6 +385,42 @@ class AsyncConsumerDriver(abc.ABC):
 
     @abc.abstractmethod
     async def close(self, timeout: float | None) -> None: ...
+
+
+class ProblemReporter:
+    """Tells ``on_error`` (or, without one, ``logger`` at WARNING) of each distinct
+    problem once per change, not on every retry: ``report(error, key)`` passes the
+    error on unless a problem with that ``key`` was told since the last ``clear()``
+    (call it when the backend sees the transport work again), so problems that
+    alternate during one outage are each told once.
+    Thread-safe. An ``on_error`` that raises is the wrappers' business (it is
+    guarded before a driver sees it)."""
+
+    def __init__(
+        self, on_error: Callable[[BusError], Any] | None, logger: logging.Logger, what: str
+    ):
+        self._on_error = on_error
+        self._logger = logger
+        self._what = what
+        self._lock = threading.Lock()
+        self._told: set[object] = set()
+
+    def report(self, error: BusError, key: object) -> bool:
+        """Tell of ``error`` unless its ``key`` was told already; whether it was."""
+        with self._lock:
+            if key in self._told:
+                return False
+            self._told.add(key)
+        if self._on_error is not None:
+            self._on_error(error)
+        else:
+            self._logger.warning("%s: %s", self._what, error)
+        return True
+
+    def clear(self) -> None:
+        """The transport works again: every problem is news again."""
+        with self._lock:
+            self._told.clear()
 
 
 class UnclaimedFailures:

@@ -22,7 +22,7 @@ from aiokafka.errors import KafkaError
 
 import bus
 from backends.aiokafka._errors import COMMIT, OTHER, REBALANCE_NOTE, mapped
-from bus.spi import AsyncConsumerDriver, consumed_message
+from bus.spi import AsyncConsumerDriver, ProblemReporter, consumed_message
 
 LOGGER = logging.getLogger("bus.aiokafka")
 
@@ -70,10 +70,12 @@ class AioKafkaConsumer(AsyncConsumerDriver):
         self._group = group
         self._on_assign = settings["on_assign"]
         self._on_revoke = settings["on_revoke"]
-        self._on_error: Callable[[bus.BusError], Any] | None = settings["on_error"]
+        self._problems = ProblemReporter(settings["on_error"], LOGGER, "aiokafka consumer")
         self._auto_commit = bool(settings["auto_commit"]) and group is not None
         self._interval: float = settings["auto_commit_interval"]
         self._next_commit = time.monotonic() + self._interval
+        self._auto_task: asyncio.Task[None] | None = None
+        self._commit_lock = asyncio.Lock()
         self._raw: AIOKafkaConsumer | None = None
         self._assigned: set[Key] = set()
         self._returned: dict[Key, int] = {}
@@ -138,12 +140,33 @@ class AioKafkaConsumer(AsyncConsumerDriver):
             self._processed.update({k: v for k, v in self._returned.items() if k in self._assigned})
             self._returned = {}
 
-    async def _commit_positions(self, positions: Mapping[Key, int], *, quiet: bool) -> None:
+    async def _commit_positions(
+        self, positions: Mapping[Key, int], *, quiet: bool, timeout: float | None = None
+    ) -> None:
+        """Commit ``positions``; a ``quiet`` commit tells ``on_error`` instead of raising.
+        aiokafka's commit waits for the coordinator without limit: ``timeout`` bounds it
+        (the positions stay processed and go with the next commit)."""
+        async with self._commit_lock:
+            await self._commit_now(positions, quiet=quiet, timeout=timeout)
+
+    async def _commit_now(
+        self, positions: Mapping[Key, int], *, quiet: bool, timeout: float | None
+    ) -> None:
         todo = {k: v for k, v in positions.items() if self._committed.get(k) != v}
         if not todo or self._raw is None:
             return
         try:
-            await self._raw.commit({RawTP(t, p): o for (t, p), o in todo.items()})
+            await asyncio.wait_for(
+                self._raw.commit({RawTP(t, p): o for (t, p), o in todo.items()}), timeout
+            )
+        except asyncio.TimeoutError:
+            late = bus.TimeoutError(
+                f"commit not acknowledged within {timeout:g}s; it is retried with the next one"
+            )
+            if not quiet:
+                raise late from None
+            self._report(late)
+            return
         except KafkaError as exc:
             error = mapped(exc, COMMIT, "commit failed")
             if not quiet:
@@ -153,17 +176,24 @@ class AioKafkaConsumer(AsyncConsumerDriver):
         self._committed.update(todo)
 
     def _report(self, error: bus.BusError) -> None:
-        if self._on_error is not None:
-            self._on_error(error)
-        else:
-            LOGGER.warning("aiokafka consumer: %s", error)
+        """Tell ``on_error`` of a problem once until messages flow again."""
+        cause = error.__cause__
+        self._problems.report(error, (type(error), type(cause), str(error).split(":")[0]))
 
     async def _maybe_auto_commit(self) -> None:
-        if self._auto_commit and time.monotonic() >= self._next_commit:
-            self._next_commit = time.monotonic() + self._interval
-            await self._commit_positions(
-                {k: v for k, v in self._processed.items() if k in self._assigned}, quiet=True
-            )
+        """Start the interval's commit in the background: aiokafka's commit waits for
+        the group coordinator without limit, and a poll must return on time even while
+        the coordinator is away. One commit runs at a time (``_commit_positions`` holds
+        a lock), so an older position never lands after a newer one."""
+        if not self._auto_commit or time.monotonic() < self._next_commit:
+            return
+        if self._auto_task is not None and not self._auto_task.done():
+            return  # the last one is still waiting: its positions are not lost
+        self._next_commit = time.monotonic() + self._interval
+        positions = {k: v for k, v in self._processed.items() if k in self._assigned}
+        self._auto_task = asyncio.get_running_loop().create_task(
+            self._commit_positions(positions, quiet=True, timeout=max(self._interval, 1.0))
+        )
 
     # -- the driver ------------------------------------------------------------------------------
 
@@ -193,6 +223,7 @@ class AioKafkaConsumer(AsyncConsumerDriver):
                 self._report(mapped(exc, OTHER, "fetch failed"))
                 records = {}
             if records:
+                self._problems.clear()
                 self._next_health = time.monotonic() + _HEALTH_EVERY
                 return self._convert(records)
             self._check_health(raw)
@@ -214,6 +245,8 @@ class AioKafkaConsumer(AsyncConsumerDriver):
             await asyncio.wait_for(raw._client.fetch_all_metadata(), _HEALTH_EVERY)
         except (KafkaError, asyncio.TimeoutError, OSError) as exc:
             self._report(mapped(exc, OTHER, "the cluster does not answer (retrying)"))
+        else:
+            self._problems.clear()
 
     def _convert(self, records: Mapping[Any, list[Any]]) -> list[bus.Message]:
         """aiokafka records as bus Messages, built through their slots; each record is
@@ -278,6 +311,14 @@ class AioKafkaConsumer(AsyncConsumerDriver):
         self._woken = True
 
     async def close(self, timeout: float | None) -> None:
+        """Commit processed positions (when auto-committing) and leave the group, both
+        within ``timeout``: what the cluster does not answer in time is told to
+        ``on_error`` (the positions are then redelivered: at-least-once)."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+
+        def left() -> float | None:
+            return None if deadline is None else max(0.0, deadline - time.monotonic())
+
         if self._health is not None:
             self._health.cancel()
         if self._raw is None:
@@ -287,6 +328,12 @@ class AioKafkaConsumer(AsyncConsumerDriver):
                 await self._commit_positions(
                     {k: v for k, v in self._processed.items() if k in self._assigned},
                     quiet=True,
+                    timeout=left(),
                 )
         finally:
-            await self._raw.stop()
+            if self._auto_task is not None:
+                self._auto_task.cancel()
+            try:
+                await asyncio.wait_for(self._raw.stop(), left())
+            except asyncio.TimeoutError:
+                self._report(bus.TimeoutError(f"leaving the group took longer than {timeout:g}s"))

@@ -19,7 +19,7 @@ from confluent_kafka import TopicPartition as RawTP
 
 import bus
 from backends.kafka._errors import COMMIT, OTHER, mapped, with_cause
-from bus.spi import ConsumerDriver, consumed_message
+from bus.spi import ConsumerDriver, ProblemReporter, consumed_message
 
 LOGGER = logging.getLogger("bus.kafka")
 
@@ -45,7 +45,7 @@ class KafkaConsumer(ConsumerDriver):
     ):
         self._on_assign: Callable[[set[bus.TopicPartition]], Any] | None = settings["on_assign"]
         self._on_revoke: Callable[[set[bus.TopicPartition]], Any] | None = settings["on_revoke"]
-        self._on_error: Callable[[bus.BusError], Any] | None = settings["on_error"]
+        self._problems = ProblemReporter(settings["on_error"], LOGGER, "kafka consumer")
         self._group = group
         self._topics = topics
         self._auto_commit = bool(settings["auto_commit"]) and group is not None
@@ -74,11 +74,9 @@ class KafkaConsumer(ConsumerDriver):
     # -- errors librdkafka retries by itself ------------------------------------------------------
 
     def _error(self, err: KafkaError) -> None:
-        error = with_cause(mapped(err, OTHER), err)
-        if self._on_error is not None:
-            self._on_error(error)
-        else:
-            LOGGER.warning("kafka consumer: %s", error)
+        """librdkafka's error_cb, called on every retry (about 19 a second with a broker
+        down): ``on_error`` hears of each error code once until messages flow again."""
+        self._problems.report(with_cause(mapped(err, OTHER), err), err.code())
 
     # -- assignment ---------------------------------------------------------------------------
 
@@ -218,6 +216,8 @@ class KafkaConsumer(ConsumerDriver):
                 )
             )
             last[(topic, partition)] = offset
+        if last:
+            self._problems.clear()  # messages flow: the next error is news
         for key, offset in last.items():
             self._returned[key] = offset + 1
         return out
