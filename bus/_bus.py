@@ -81,6 +81,11 @@ def _client_settings(
     settings = table.defaults(scope)
     settings.update({k: v for k, v in bus_options.items() if scope in table.options[k].scopes})
     settings.update(own)
+    if scope == CONSUMER and not 0 < settings["heartbeat_interval"] < settings["session_timeout"]:
+        raise ConfigError(
+            f"{where}: heartbeat_interval ({settings['heartbeat_interval']:g}s) must be more "
+            f"than 0 and less than session_timeout ({settings['session_timeout']:g}s)"
+        )
     return settings
 
 

@@ -235,6 +235,21 @@ CORE_OPTIONS: tuple[Option, ...] = (
         seconds,
     ),
     Option(
+        "session_timeout",
+        frozenset({CONSUMER}),
+        10.0,
+        "Seconds a group member may go without a heartbeat before the group moves on "
+        "without it (the same default on every backend).",
+        seconds,
+    ),
+    Option(
+        "heartbeat_interval",
+        frozenset({CONSUMER}),
+        1.0,
+        "Seconds between a group member's heartbeats; less than session_timeout.",
+        seconds,
+    ),
+    Option(
         "on_assign",
         frozenset({CONSUMER}),
         None,

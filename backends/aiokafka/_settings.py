@@ -114,6 +114,9 @@ def consumer_kwargs(
         "enable_auto_commit": False,
         "auto_offset_reset": settings["offset_reset"],
     }
+    if group is not None:
+        kwargs["session_timeout_ms"] = int(settings["session_timeout"] * 1000)
+        kwargs["heartbeat_interval_ms"] = int(settings["heartbeat_interval"] * 1000)
     if settings.get("client_id"):
         kwargs["client_id"] = settings["client_id"]
     kwargs.update(settings.get("config") or {})

@@ -111,6 +111,9 @@ def consumer_config(
     if group is not None:
         conf["group.id"] = group
         conf["partition.assignment.strategy"] = "cooperative-sticky"
+        # librdkafka's defaults are Java's 45 s and 3 s; one default on every backend.
+        conf["session.timeout.ms"] = int(settings["session_timeout"] * 1000)
+        conf["heartbeat.interval.ms"] = int(settings["heartbeat_interval"] * 1000)
     else:
         conf["group.id"] = "polybus-no-group"  # librdkafka wants one; nothing is committed
     if settings.get("client_id"):

@@ -327,6 +327,20 @@ class TestGroups:
         assert replay(first_events) == everything
         first.close()
 
+    def test_a_member_closed_while_joining_does_not_hold_the_group_up(
+        self, bus_api: BusAPI, bus_topic: str
+    ) -> None:
+        everything = topic_partitions(bus_topic, PARTITIONS)
+        # A long session timeout: a group that had to wait it out would show.
+        first = self._member(bus_api, bus_topic, session_timeout=45.0)
+        first.poll(timeout=0.05)  # the join is under way, not finished
+        first.close()
+        started = time.monotonic()
+        with self._member(bus_api, bus_topic) as second:
+            wait_for_assignment(second, partitions=everything, timeout=60)
+        waited = time.monotonic() - started
+        assert waited < 20, f"the next member waited {waited:.1f} s for the closed one"
+
     def test_raising_rebalance_callbacks_are_logged_and_the_member_goes_on(
         self, bus_api: BusAPI, bus_topic: str, caplog: pytest.LogCaptureFixture
     ) -> None:
