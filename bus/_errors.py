@@ -31,9 +31,11 @@ class DeliveryError(BusError):
     """A message was not acknowledged by the broker.
 
     ``retriable`` says whether sending the same message again may succeed.
-    From ``send_batch``, ``outcomes`` holds one entry per input message, in input
-    order: the ``Delivery`` of each message that was written, the error of each one
-    that was not.
+    ``maybe_written`` is True when the message was already on its way to the broker
+    as the producer gave up on it (a ``close`` that ran out of time): it may have been
+    written, so re-sending it may write it twice. From ``send_batch``, ``outcomes``
+    holds one entry per input message, in input order: the ``Delivery`` of each
+    message that was written, the error of each one that was not.
     """
 
     def __init__(
@@ -42,9 +44,11 @@ class DeliveryError(BusError):
         *,
         retriable: bool = False,
         outcomes: Sequence[Delivery | BaseException] = (),
+        maybe_written: bool = False,
     ) -> None:
         super().__init__(message)
         self.retriable = retriable
+        self.maybe_written = maybe_written
         self.outcomes: tuple[Delivery | BaseException, ...] = tuple(outcomes)
 
 

@@ -435,6 +435,12 @@ class UnclaimedFailures:
         with self._lock:
             self._errors.append(error)
 
+    def take(self) -> list[BusError]:
+        """Every kept failure, forgotten here (a ``close`` that reports them itself)."""
+        with self._lock:
+            errors, self._errors = self._errors, []
+        return errors
+
     def raise_first(self) -> None:
         """Raise (and forget) the first kept failure, noting how many there were."""
         with self._lock:

@@ -184,3 +184,45 @@ def test_bus_produce_and_bus_consume_work_across_processes(url: str) -> None:
         key = line.split("key:")[1].split(",")[0]
         partition = int(line.split(",")[0].removeprefix("Partition:"))
         assert partition == bus.murmur2_partition(key.encode(), 3)
+
+
+def test_close_under_an_outage_reports_every_purged_message_and_writes_nothing_after(
+    own_kafka_broker: KafkaCluster,
+) -> None:
+    topic = _topic()
+    outcomes: dict[int, list[tuple[object, object]]] = {}
+    url = f"kafka://{own_kafka_broker.bootstrap_servers}"
+    with bus.connect(url) as b:
+        b.create_topic(topic)
+        producer = b.producer()
+        producer.send(topic, b"warm", partition=0)  # connected, producer id assigned
+        own_kafka_broker.nodes[0].stop()
+        try:
+            for i in range(1000):
+                producer.enqueue(
+                    topic,
+                    b"%d" % i,
+                    partition=0,
+                    on_delivery=lambda d, e, i=i: outcomes.setdefault(i, []).append((d, e)),
+                )
+            started = time.monotonic()
+            with pytest.raises(bus.TimeoutError, match="1000 message"):
+                producer.close(timeout=2.0)
+            assert time.monotonic() - started < 2.0 + 6.0
+        finally:
+            own_kafka_broker.nodes[0].restart()
+    # every message reported exactly once, undelivered
+    assert sorted(outcomes) == list(range(1000))
+    assert all(len(reports) == 1 for reports in outcomes.values())
+    errors = [e for [(d, e)] in outcomes.values()]
+    assert all(isinstance(e, bus.DeliveryError) and e.retriable for e in errors)
+    maybe = {i for i, [(_, e)] in outcomes.items() if getattr(e, "maybe_written", False)}
+    # after the broker is back, the closed producer wrote nothing: the log holds the
+    # warm-up message and at most the ones reported as maybe written
+    with bus.connect(url) as b, b.consumer(topic, offset_reset="earliest") as consumer:
+        seen: list[bytes] = []
+        quiet_until = time.monotonic() + 10
+        while time.monotonic() < quiet_until:
+            seen += [m.value for m in consumer.poll_batch(500, timeout=0.5)]
+    assert seen[0] == b"warm"
+    assert {int(v) for v in seen[1:]} <= maybe

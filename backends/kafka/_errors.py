@@ -65,6 +65,13 @@ def mapped(error: Any, context: str, what: str = "") -> bus.BusError:
         return bus.TopicExistsError(message)
     if code in _CONFIG:
         return bus.ConfigError(message)
+    if code in (KafkaError._PURGE_QUEUE, KafkaError._PURGE_INFLIGHT):
+        # Purged by a close that ran out of time; an in-flight one may have landed.
+        return bus.DeliveryError(
+            f"{what}: the producer was closed before the broker acknowledged it",
+            retriable=True,
+            maybe_written=code == KafkaError._PURGE_INFLIGHT,
+        )
     if context == DELIVERY:
         return bus.DeliveryError(message, retriable=retriable)
     if context == COMMIT:

@@ -23,6 +23,8 @@ from bus.spi import (
 
 #: How long one wait for delivery reports lasts before checking deadlines again.
 _SLICE = 0.1
+#: Seconds close() serves the reports of the messages it purged.
+_PURGE_REPORTS = 5.0
 #: enqueue() serves delivery reports on every 64th call.
 _POLL_EVERY_MASK = 63
 
@@ -242,4 +244,22 @@ class KafkaProducer(ProducerDriver):
         self._failures.raise_first()
 
     def close(self, timeout: float | None) -> None:
-        self.flush(timeout)
+        """Flush within ``timeout``; what is still undelivered then is purged, so this
+        producer writes nothing after close, and each purged message is reported
+        (``on_delivery(None, DeliveryError)``, ``maybe_written`` for one already in
+        flight) before ``bus.TimeoutError`` says how many there were."""
+        limit = self._timeout if timeout is None else timeout
+        left = self._raw.flush(limit)
+        if not left:
+            self._failures.raise_first()
+            return
+        self._raw.purge(in_queue=True, in_flight=True)
+        deadline = time.monotonic() + _PURGE_REPORTS
+        while len(self._raw) and time.monotonic() < deadline:
+            self._poll(_SLICE)  # serves the purged messages' reports
+        unclaimed = self._failures.take()  # the purged ones are in the count below
+        error = bus.TimeoutError(
+            f"{left} message(s) not acknowledged within {limit:g}s were purged and "
+            "reported undelivered (those already in flight may have been written)"
+        )
+        raise error from (unclaimed[0] if unclaimed else None)
