@@ -76,10 +76,9 @@ def _client_settings(
     """Every option of ``scope`` for a client: its own ``options`` over the connection's,
     over the defaults. Codecs included (the client factories pop them)."""
     where = f"{config.url.scheme}:// {scope}"
-    bus_options = config.options
     own = table.validate(options, scope, where=where)
     settings = table.defaults(scope)
-    settings.update({k: v for k, v in bus_options.items() if scope in table.options[k].scopes})
+    settings.update({k: v for k, v in config.options.items() if scope in table.options[k].scopes})
     settings.update(own)
     if scope == CONSUMER and not 0 < settings["heartbeat_interval"] < settings["session_timeout"]:
         raise ConfigError(
@@ -143,7 +142,6 @@ class Bus:
         self._config = config
         self.url = config.url
         self._table = table
-        self._options = dict(config.options)
         self._registry = registry_
         self.backend: str = info.descriptor.name
         self.capabilities: frozenset[str] = info.descriptor.capabilities
@@ -375,7 +373,7 @@ class Bus:
         await self.aclose()
 
     def __repr__(self) -> str:
-        options = redact(self._options, self._table)
+        options = redact(self._config.options, self._table)
         shown = "".join(f" {k}={v!r}" for k, v in options.items() if k not in _CODEC_OPTIONS)
         state = " closed" if self._closed else ""
         return f"<Bus {self.url.redacted()!r} backend={self.backend!r}{shown}{state}>"

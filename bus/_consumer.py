@@ -59,13 +59,14 @@ class _ConsumerCore:
 
     @staticmethod
     def _check_commit(message: Any) -> None:
-        if message is not None and not isinstance(message, Message):
+        if message is None:
+            return
+        if not isinstance(message, Message):
             raise TypeError(f"commit takes a bus.Message or None, not {type(message).__name__}")
-        if message is not None and (message.partition is None or message.offset is None):
+        if message.partition is None or message.offset is None:
             raise ValueError("commit needs a consumed message (one with partition and offset)")
-        if message is not None:
-            check_optional_int(message.partition, "partition")
-            check_optional_int(message.offset, "offset")
+        check_optional_int(message.partition, "partition")
+        check_optional_int(message.offset, "offset")
 
     def __repr__(self) -> str:
         state = "closed" if self._closing else "open"

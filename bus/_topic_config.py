@@ -12,10 +12,8 @@ import difflib
 import math
 from collections.abc import Callable, Mapping
 
+from bus._checks import INT32_MAX, INT64_MAX
 from bus._errors import ConfigError
-
-INT32_MAX = 2**31 - 1
-INT64_MAX = 2**63 - 1
 
 Check = Callable[[str], str | None]  # None when the text is valid, else what is allowed
 

@@ -93,8 +93,8 @@ def test_a_url_query_means_the_same_as_keywords(options: dict[str, Any]) -> None
     from_url = bus.connect(f"memory://options?{query}")
     from_keywords = bus.connect("memory://options", **options)
     assert (
-        from_url._options
-        == from_keywords._options
+        from_url._config.options
+        == from_keywords._config.options
         == {k: (float(v) if isinstance(v, float) else v) for k, v in options.items()}
     )
 
