@@ -7,7 +7,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from bus.spi import BUS, Option, seconds, text
+from bus.spi import BUS, BackendConfig, Option, client_settings, seconds, text
 
 SHARED_OPTIONS: tuple[Option, ...] = (
     Option(
@@ -50,3 +50,13 @@ def merged(bus_options: Mapping[str, Any], settings: Mapping[str, Any]) -> dict[
     result = dict(settings)
     result["config"] = {**(bus_options.get("config") or {}), **(settings.get("config") or {})}
     return result
+
+
+def resolved(
+    url: str, scope: str, options: Mapping[str, Any]
+) -> tuple[BackendConfig, dict[str, Any]]:
+    """What ``connect(url)`` gives the backend and a client's complete settings, its
+    ``config`` laid over the connection's: what the public ``*_config``/``*_kwargs``
+    functions of both Kafka backends start from, without connecting."""
+    config, settings = client_settings(url, scope, options)
+    return config, merged(config.options, settings)

@@ -15,7 +15,7 @@ from typing import Any
 
 from backends.aiokafka._settings import OPTIONS
 from bus import hookimpl
-from bus.spi import Backend, BackendConfig, BackendDescriptor, client_settings
+from bus.spi import Backend, BackendConfig, BackendDescriptor
 
 __all__ = ["consumer_kwargs", "producer_kwargs"]
 
@@ -25,24 +25,24 @@ def producer_kwargs(url: str, **options: Any) -> dict[str, Any]:
     ``aiokafka.AIOKafkaProducer``, computed without connecting: to see what polybus
     sets, or to give a raw client the very same settings (``bench/aiokafka.py`` does).
     Credentials are in them as given: do not log them."""
-    from backends._kafka_options import merged
+    from backends._kafka_options import resolved
     from backends.aiokafka import _settings
 
-    config, settings = client_settings(url, "producer", options)
-    common = _settings.common_kwargs(config.url, config.options)
-    return _settings.producer_kwargs(common, merged(config.options, settings))
+    config, settings = resolved(url, "producer", options)
+    return _settings.producer_kwargs(_settings.common_kwargs(config.url, config.options), settings)
 
 
 def consumer_kwargs(url: str, *, group: str | None = None, **options: Any) -> dict[str, Any]:
     """The keyword arguments that ``bus.connect(url).async_consumer(..., group=group,
     **options)`` gives ``aiokafka.AIOKafkaConsumer``, computed without connecting; see
     ``producer_kwargs``."""
-    from backends._kafka_options import merged
+    from backends._kafka_options import resolved
     from backends.aiokafka import _settings
 
-    config, settings = client_settings(url, "consumer", options)
-    common = _settings.common_kwargs(config.url, config.options)
-    return _settings.consumer_kwargs(common, group, merged(config.options, settings))
+    config, settings = resolved(url, "consumer", options)
+    return _settings.consumer_kwargs(
+        _settings.common_kwargs(config.url, config.options), group, settings
+    )
 
 
 def _connect(config: BackendConfig) -> Backend:

@@ -147,33 +147,28 @@ class AioKafkaConsumer(AsyncConsumerDriver):
         aiokafka's commit waits for the coordinator without limit: ``timeout`` bounds it
         (the positions stay processed and go with the next commit)."""
         async with self._commit_lock:
-            await self._commit_now(positions, quiet=quiet, timeout=timeout)
-
-    async def _commit_now(
-        self, positions: Mapping[Key, int], *, quiet: bool, timeout: float | None
-    ) -> None:
-        todo = {k: v for k, v in positions.items() if self._committed.get(k) != v}
-        if not todo or self._raw is None:
-            return
-        try:
-            await asyncio.wait_for(
-                self._raw.commit({RawTP(t, p): o for (t, p), o in todo.items()}), timeout
-            )
-        except asyncio.TimeoutError:
-            late = bus.TimeoutError(
-                f"commit not acknowledged within {timeout:g}s; it is retried with the next one"
-            )
-            if not quiet:
-                raise late from None
-            self._report(late)
-            return
-        except KafkaError as exc:
-            error = mapped(exc, COMMIT, "commit failed")
-            if not quiet:
-                raise error from exc
-            self._report(error)
-            return
-        self._committed.update(todo)
+            todo = {k: v for k, v in positions.items() if self._committed.get(k) != v}
+            if not todo or self._raw is None:
+                return
+            try:
+                await asyncio.wait_for(
+                    self._raw.commit({RawTP(t, p): o for (t, p), o in todo.items()}), timeout
+                )
+            except asyncio.TimeoutError:
+                late = bus.TimeoutError(
+                    f"commit not acknowledged within {timeout:g}s; it is retried with the next one"
+                )
+                if not quiet:
+                    raise late from None
+                self._report(late)
+                return
+            except KafkaError as exc:
+                error = mapped(exc, COMMIT, "commit failed")
+                if not quiet:
+                    raise error from exc
+                self._report(error)
+                return
+            self._committed.update(todo)
 
     def _report(self, error: bus.BusError) -> None:
         """Tell ``on_error`` of a problem once until messages flow again."""

@@ -13,7 +13,7 @@ from typing import Any
 
 from backends.kafka._settings import OPTIONS
 from bus import hookimpl
-from bus.spi import Backend, BackendConfig, BackendDescriptor, client_settings
+from bus.spi import Backend, BackendConfig, BackendDescriptor
 
 __all__ = ["consumer_config", "producer_config"]
 
@@ -23,24 +23,24 @@ def producer_config(url: str, **options: Any) -> dict[str, Any]:
     ``confluent_kafka.Producer``, computed without connecting: to see what polybus
     sets, or to give a raw client the very same settings (``bench/kafka.py`` does).
     Credentials are in it as given: do not log it."""
-    from backends._kafka_options import merged
+    from backends._kafka_options import resolved
     from backends.kafka import _settings
 
-    config, settings = client_settings(url, "producer", options)
-    common = _settings.common_config(config.url, config.options)
-    return _settings.producer_config(common, merged(config.options, settings))
+    config, settings = resolved(url, "producer", options)
+    return _settings.producer_config(_settings.common_config(config.url, config.options), settings)
 
 
 def consumer_config(url: str, *, group: str | None = None, **options: Any) -> dict[str, Any]:
     """The librdkafka configuration that ``bus.connect(url).consumer(..., group=group,
     **options)`` gives ``confluent_kafka.Consumer`` (without the consumer's own
     ``error_cb``), computed without connecting; see ``producer_config``."""
-    from backends._kafka_options import merged
+    from backends._kafka_options import resolved
     from backends.kafka import _settings
 
-    config, settings = client_settings(url, "consumer", options)
-    common = _settings.common_config(config.url, config.options)
-    return _settings.consumer_config(common, group, merged(config.options, settings))
+    config, settings = resolved(url, "consumer", options)
+    return _settings.consumer_config(
+        _settings.common_config(config.url, config.options), group, settings
+    )
 
 
 def _connect(config: BackendConfig) -> Backend:
