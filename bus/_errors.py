@@ -100,7 +100,14 @@ class UnknownTopicError(BusError):
 class TimeoutError(BusError, builtins.TimeoutError):
     """An operation did not finish within its timeout. Also a builtin ``TimeoutError``.
 
-    Trying again may succeed: ``retriable`` is true, as on ``DeliveryError``.
+    Trying again may succeed: ``retriable`` is true, as on ``DeliveryError``. For a
+    message that was not acknowledged within ``delivery_timeout``, ``maybe_written`` is
+    True when it had already been sent to the broker as the producer gave up on it: it
+    may still have been written, so re-sending it may write it twice.
     """
 
     retriable = True
+
+    def __init__(self, *args: object, maybe_written: bool = False) -> None:
+        super().__init__(*args)
+        self.maybe_written = maybe_written

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import functools
 import time
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, NamedTuple
@@ -12,6 +11,7 @@ from aiokafka import AIOKafkaProducer
 from aiokafka.errors import KafkaError
 
 import bus
+from backends.aiokafka import _accumulator
 from backends.aiokafka._errors import DELIVERY, mapped
 from bus import murmur2_partition
 from bus.spi import (
@@ -46,10 +46,49 @@ def _failure(exc: BaseException, topic: str) -> bus.BusError:
     return mapped(exc, DELIVERY, f"message to {topic} not delivered")
 
 
+#: Seconds ``close`` gives the purged messages' reports and the stop of a producer that
+#: ran out of time, on top of its ``timeout`` (as the kafka:// backend does).
+_PURGE_REPORTS = 5.0
+
+_Pending = tuple[float, "DeliveryCallback | None", str]  # deadline, on_delivery, topic
+
+
+def _timed_out(limit: float) -> Callable[[str, bool], BaseException]:
+    def error(topic: str, sent: bool) -> BaseException:
+        if sent:
+            return bus.TimeoutError(
+                f"message to {topic} not acknowledged within {limit:g}s (delivery_timeout); "
+                "it was sent and may have been written",
+                maybe_written=True,
+            )
+        return bus.TimeoutError(
+            f"message to {topic} not acknowledged within {limit:g}s (delivery_timeout); "
+            "it was never sent"
+        )
+
+    return error
+
+
+def _purged(topic: str, sent: bool) -> BaseException:
+    return bus.DeliveryError(
+        f"message to {topic}: the producer was closed before the broker acknowledged it",
+        retriable=True,
+        maybe_written=sent,
+    )
+
+
 class AioKafkaProducer(AsyncProducerDriver):
     """aiokafka batches in its accumulator and sends from a background task of the
     event loop the producer first ran on; delivery futures are reported through
-    ``add_done_callback``, so nothing waits per message unless asked to."""
+    ``add_done_callback``, so nothing waits per message unless asked to.
+
+    Each enqueued message is reported once, within ``delivery_timeout`` whatever the
+    broker does: aiokafka never expires the batches of an idempotent producer, so one
+    timer (for the oldest pending message, not one per message) fails the batches not
+    yet sent (nothing of them is written later) and reports a message that was sent
+    but not acknowledged in time as ``TimeoutError(maybe_written=True)``, ignoring
+    what aiokafka reports for it later. ``close(timeout)`` purges the same way.
+    """
 
     def __init__(self, kwargs: Mapping[str, Any], settings: Mapping[str, Any]):
         self._kwargs = dict(kwargs)
@@ -59,8 +98,11 @@ class AioKafkaProducer(AsyncProducerDriver):
         self._choose = make_partitioner(settings["partitioner"])
         self._own_partitioning = settings["partitioner"] != "murmur2"
         self._failures = UnclaimedFailures()
-        self._pending: set[asyncio.Future[Any]] = set()
-        self._settlers: dict[str, Callable[[asyncio.Future[Any]], None]] = {}
+        # Every enqueued message not reported yet, oldest first (one delivery_timeout
+        # for all, so insertion order is deadline order).
+        self._pending: dict[asyncio.Future[Any], _Pending] = {}
+        self._reaper: asyncio.TimerHandle | None = None
+        self._idle: list[asyncio.Future[None]] = []  # flush()es waiting for no pending
 
     async def _producer(self) -> AIOKafkaProducer:
         if self._raw is not None:
@@ -73,7 +115,7 @@ class AioKafkaProducer(AsyncProducerDriver):
                 try:
                     await asyncio.wait_for(raw.start(), self._timeout)
                 except (KafkaError, asyncio.TimeoutError, OSError) as exc:
-                    await raw.stop()
+                    await _accumulator.stop(raw, _PURGE_REPORTS)
                     raise _failure(exc, "the cluster") from exc
                 self._raw = raw
         return self._raw
@@ -149,25 +191,67 @@ class AioKafkaProducer(AsyncProducerDriver):
         batch.add_done_callback(done)
         return future
 
-    def _settle(self, topic: str, future: asyncio.Future[Any]) -> None:
-        """Done-callback of a message enqueued without ``on_delivery``."""
-        self._pending.discard(future)
+    def _done(self, future: asyncio.Future[Any]) -> None:
+        """Done-callback of every enqueued message: its one report, unless the reaper
+        gave it already (``_pending`` no longer holds it)."""
+        entry = self._pending.pop(future, None)
+        if entry is None:
+            return
+        if not self._pending:
+            self._wake()
+        _, on_delivery, topic = entry
         if future.cancelled():
-            self._failures.add(bus.DeliveryError(f"message to {topic} was cancelled"))
+            error: bus.BusError = bus.DeliveryError(f"message to {topic} was cancelled")
         elif future.exception() is not None:
-            self._failures.add(_failure(future.exception(), topic))  # type: ignore[arg-type]
-
-    def _report(
-        self, on_delivery: DeliveryCallback, topic: str, future: asyncio.Future[Any]
-    ) -> None:
-        """Done-callback of a message enqueued with ``on_delivery``."""
-        self._pending.discard(future)
-        if future.cancelled():
-            on_delivery(None, bus.DeliveryError(f"message to {topic} was cancelled"))
-        elif future.exception() is not None:
-            on_delivery(None, _failure(future.exception(), topic))  # type: ignore[arg-type]
+            error = _failure(future.exception(), topic)  # type: ignore[arg-type]
         else:
-            on_delivery(_delivery(future.result()), None)
+            if on_delivery is not None:
+                on_delivery(_delivery(future.result()), None)
+            return
+        self._tell(on_delivery, error)
+
+    def _tell(self, on_delivery: DeliveryCallback | None, error: bus.BusError) -> None:
+        if on_delivery is None:
+            self._failures.add(error)
+        else:
+            on_delivery(None, error)
+
+    def _wake(self) -> None:
+        waiters, self._idle = self._idle, []
+        for waiter in waiters:
+            if not waiter.done():
+                waiter.set_result(None)
+
+    def _reap(self) -> None:
+        """At the oldest pending message's deadline: fail what is overdue (see the
+        class docstring), then wait for the next oldest."""
+        self._reaper = None
+        now = time.monotonic()
+        overdue = []
+        for future, (deadline, _, _) in self._pending.items():
+            if deadline > now:
+                break
+            overdue.append(future)
+        if overdue:
+            error = _timed_out(self._timeout)
+            if self._raw is not None:
+                # Their futures fail now; _done reports them on the next loop turn.
+                _accumulator.fail_unsent(self._raw, now - self._timeout, error)
+            for future in overdue:
+                if future.done():
+                    continue
+                _, on_delivery, topic = self._pending.pop(future)
+                self._tell(on_delivery, error(topic, True))  # type: ignore[arg-type]
+            if not self._pending:
+                self._wake()
+        self._schedule_reaper()
+
+    def _schedule_reaper(self) -> None:
+        if self._reaper is None and self._pending:
+            deadline = next(iter(self._pending.values()))[0]
+            self._reaper = asyncio.get_running_loop().call_later(
+                max(0.0, deadline - time.monotonic()), self._reap
+            )
 
     async def enqueue(
         self,
@@ -191,20 +275,12 @@ class AioKafkaProducer(AsyncProducerDriver):
                     self._timeout,
                 )
         except (bus.BusError, asyncio.TimeoutError) as exc:
-            error = _failure(exc, topic)
-            if on_delivery is None:
-                self._failures.add(error)
-            else:
-                on_delivery(None, error)
+            self._tell(on_delivery, _failure(exc, topic))
             return
-        self._pending.add(future)
-        if on_delivery is None:
-            settle = self._settlers.get(topic)
-            if settle is None:
-                settle = self._settlers[topic] = functools.partial(self._settle, topic)
-            future.add_done_callback(settle)
-        else:
-            future.add_done_callback(functools.partial(self._report, on_delivery, topic))
+        self._pending[future] = (time.monotonic() + self._timeout, on_delivery, topic)
+        future.add_done_callback(self._done)
+        if self._reaper is None:
+            self._schedule_reaper()
 
     async def send(
         self,
@@ -330,19 +406,54 @@ class AioKafkaProducer(AsyncProducerDriver):
             for o in outcomes
         ]
 
+    async def _wait_idle(self, limit: float) -> int:
+        """Wait up to ``limit`` seconds for every enqueued message to be reported;
+        how many are still pending then."""
+        if self._pending:
+            waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+            self._idle.append(waiter)
+            await asyncio.wait({waiter}, timeout=limit)
+            if not waiter.done():
+                waiter.cancel()
+        return len(self._pending)
+
     async def flush(self, timeout: float | None) -> None:
         limit = self._timeout if timeout is None else timeout
-        if self._pending:
-            _, pending = await asyncio.wait(set(self._pending), timeout=limit)
-            if pending:
-                raise bus.TimeoutError(
-                    f"{len(pending)} message(s) still waiting for acknowledgement after {limit:g}s"
-                )
+        left = await self._wait_idle(limit)
+        if left:
+            raise bus.TimeoutError(
+                f"{left} message(s) still waiting for acknowledgement after {limit:g}s"
+            )
         self._failures.raise_first()
 
     async def close(self, timeout: float | None) -> None:
-        try:
-            await self.flush(timeout)
-        finally:
-            if self._raw is not None:
-                await self._raw.stop()
+        """Flush within ``timeout``; what is still undelivered then is purged: batches
+        not yet sent are dropped, the sender is stopped, so this producer writes
+        nothing after close (a request already on the wire may still land), and each
+        purged message is reported (``on_delivery(None, DeliveryError)``,
+        ``maybe_written`` for one already sent) before ``bus.TimeoutError`` says how
+        many there were."""
+        limit = self._timeout if timeout is None else timeout
+        left = await self._wait_idle(limit)
+        raw = self._raw
+        if self._reaper is not None:
+            self._reaper.cancel()
+            self._reaper = None
+        if not left:
+            if raw is not None:
+                await _accumulator.stop(raw, _PURGE_REPORTS)
+            self._failures.raise_first()
+            return
+        assert raw is not None  # a pending message was enqueued on it
+        await _accumulator.abandon(raw, _purged, _PURGE_REPORTS)
+        await asyncio.sleep(0)  # the failed futures' callbacks report them
+        for future in list(self._pending):  # any aiokafka did not hold any more
+            _, on_delivery, topic = self._pending.pop(future)
+            self._tell(on_delivery, _purged(topic, True))  # type: ignore[arg-type]
+        self._wake()
+        unclaimed = self._failures.take()  # the purged ones are in the count below
+        error = bus.TimeoutError(
+            f"{left} message(s) not acknowledged within {limit:g}s were purged and "
+            "reported undelivered (those already sent may have been written)"
+        )
+        raise error from (unclaimed[0] if unclaimed else None)
