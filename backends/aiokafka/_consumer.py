@@ -10,6 +10,7 @@ new set, so replaying the callbacks gives the assignment, as on the other backen
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import inspect
 import logging
 import time
@@ -21,6 +22,7 @@ from aiokafka import TopicPartition as RawTP
 from aiokafka.errors import KafkaError
 
 import bus
+from backends.aiokafka._client import no_auto_create
 from backends.aiokafka._errors import COMMIT, OTHER, REBALANCE_NOTE, mapped
 from bus.spi import AsyncConsumerDriver, ProblemReporter, consumed_message
 
@@ -28,8 +30,10 @@ LOGGER = logging.getLogger("bus.aiokafka")
 
 #: Longest one wait lasts before looking at ``wakeup()`` and deadlines again.
 _SLICE = 0.2
-#: How often a consumer without a group looks for new partitions of its topics.
+#: How often a consumer without a group looks for new partitions of its topics (and,
+#: while it has none, for its topics to appear).
 _METADATA_EVERY = 5.0
+_METADATA_WHILE_EMPTY = 1.0
 #: Seconds the first connection may take before ``poll`` reports it to ``on_error``.
 _START_TIMEOUT = 30.0
 #: aiokafka retries a lost broker silently; while polls come back empty, the driver
@@ -85,30 +89,63 @@ class AioKafkaConsumer(AsyncConsumerDriver):
         self._next_metadata = 0.0
         self._next_health = time.monotonic() + _HEALTH_EVERY
         self._health: asyncio.Task[None] | None = None
+        self._starting: asyncio.Task[None] | None = None
+        self._unstarted: AIOKafkaConsumer | None = None  # the client being started
 
     # -- life cycle --------------------------------------------------------------------------
 
-    async def _consumer(self) -> AIOKafkaConsumer:
+    async def _consumer(self, deadline: float | None) -> AIOKafkaConsumer | None:
+        """The started client, or None if it is not started by ``deadline`` (or a
+        ``wakeup()`` came first). The start runs as a task of its own, so a poll keeps
+        its timeout while the cluster is away, and the next poll waits on the same
+        start; a start that failed raises here and the next poll tries again."""
         if self._raw is not None:
             return self._raw
-        raw = AIOKafkaConsumer(**self._kwargs)
-        if self._group is not None:
-            raw.subscribe(topics=list(self._topics), listener=_Listener(self))
+        if self._starting is None:
+            self._starting = asyncio.get_running_loop().create_task(self._start())
+        while not self._starting.done():
+            left = None if deadline is None else deadline - time.monotonic()
+            if self._woken or (left is not None and left <= 0):
+                return None
+            wait = _SLICE if left is None else min(left, _SLICE)
+            await asyncio.wait({self._starting}, timeout=wait)
+        starting, self._starting = self._starting, None
+        if starting.cancelled():  # by close()
+            return None
+        starting.result()  # the start's bus error, if it failed
+        return self._raw
+
+    async def _start(self) -> None:
+        raw = self._unstarted = AIOKafkaConsumer(**self._kwargs)
         try:
-            await asyncio.wait_for(raw.start(), _START_TIMEOUT)
+            with no_auto_create():  # the client's tasks, started here, keep it
+                await asyncio.wait_for(raw.start(), _START_TIMEOUT)
         except (KafkaError, asyncio.TimeoutError, OSError) as exc:
-            await raw.stop()
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(raw.stop(), _START_TIMEOUT)
             raise mapped(exc, OTHER, "aiokafka:// consumer could not start") from exc
+        finally:
+            self._unstarted = None
+        if self._group is not None:
+            # Subscribed once started: aiokafka's start() would wait for every topic
+            # of the subscription to exist; the group takes a topic when it appears.
+            raw.subscribe(topics=list(self._topics), listener=_Listener(self))
         self._raw = raw
         if self._group is None:
             await self._refresh_standalone()
-        return raw
 
     async def _refresh_standalone(self) -> None:
         """No group: read every partition of the topics that exists (new ones too)."""
         assert self._raw is not None
-        self._next_metadata = time.monotonic() + _METADATA_EVERY
-        await self._raw._client.force_metadata_update()
+        every = _METADATA_EVERY if self._assigned else _METADATA_WHILE_EMPTY
+        self._next_metadata = time.monotonic() + every
+        try:
+            # aiokafka waits for the answer without limit (the consumer's tasks make
+            # the request, so it creates no topic: see _client.py).
+            await asyncio.wait_for(self._raw._client.force_metadata_update(), _HEALTH_EVERY)
+        except asyncio.TimeoutError:
+            self._report(bus.TimeoutError("no cluster metadata (retrying)"))
+            return
         wanted = {(t, p) for t in self._topics for p in (self._raw.partitions_for_topic(t) or ())}
         if wanted - self._assigned:
             self._raw.assign([RawTP(t, p) for t, p in sorted(wanted | self._assigned)])
@@ -196,11 +233,14 @@ class AioKafkaConsumer(AsyncConsumerDriver):
         self._mark_processed()
         deadline = None if timeout is None else time.monotonic() + timeout
         try:
-            raw = await self._consumer()
+            raw = await self._consumer(deadline)
         except bus.BusError as error:
             self._report(error)
             if deadline is not None:
                 await asyncio.sleep(max(0.0, deadline - time.monotonic()))
+            return []
+        if raw is None:  # not started yet
+            self._woken = False
             return []
         while True:
             await self._maybe_auto_commit()
@@ -212,11 +252,19 @@ class AioKafkaConsumer(AsyncConsumerDriver):
             wait = (
                 _SLICE if deadline is None else max(0.0, min(_SLICE, deadline - time.monotonic()))
             )
-            try:
-                records = await raw.getmany(timeout_ms=int(wait * 1000), max_records=max_messages)
-            except KafkaError as exc:
-                self._report(mapped(exc, OTHER, "fetch failed"))
+            if not self._assigned and self._group is None:
+                # Nothing to read yet (its topics do not exist): aiokafka's getmany
+                # would wait for an assignment without limit.
+                await asyncio.sleep(wait)
                 records = {}
+            else:
+                try:
+                    records = await raw.getmany(
+                        timeout_ms=int(wait * 1000), max_records=max_messages
+                    )
+                except KafkaError as exc:
+                    self._report(mapped(exc, OTHER, "fetch failed"))
+                    records = {}
             if records:
                 self._problems.clear()
                 self._next_health = time.monotonic() + _HEALTH_EVERY
@@ -295,7 +343,8 @@ class AioKafkaConsumer(AsyncConsumerDriver):
     async def seek(self, topic: str, partition: int, offset: int) -> None:
         if (topic, partition) not in self._assigned:
             raise ValueError(f"cannot seek {topic}[{partition}]: not assigned to this consumer")
-        raw = await self._consumer()
+        raw = self._raw
+        assert raw is not None  # it has an assignment
         self._returned.pop((topic, partition), None)
         raw.seek(RawTP(topic, partition), offset)
 
@@ -316,6 +365,13 @@ class AioKafkaConsumer(AsyncConsumerDriver):
 
         if self._health is not None:
             self._health.cancel()
+        if self._starting is not None and not self._starting.done():
+            self._starting.cancel()
+            await asyncio.wait({self._starting}, timeout=left())
+            unstarted = self._unstarted
+            if unstarted is not None:
+                with contextlib.suppress(Exception):
+                    await asyncio.wait_for(unstarted.stop(), left())
         if self._raw is None:
             return
         try:

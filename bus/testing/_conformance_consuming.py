@@ -31,7 +31,14 @@ from bus.testing.helpers import (
     wait_for_assignment,
 )
 
-__all__ = ["TestConsumerClose", "TestIteration", "TestOffsetReset", "TestPoll", "TestSeek"]
+__all__ = [
+    "TestConsumerClose",
+    "TestIteration",
+    "TestMissingTopic",
+    "TestOffsetReset",
+    "TestPoll",
+    "TestSeek",
+]
 
 
 class TestPoll:
@@ -122,6 +129,44 @@ class TestPoll:
                 consumer.poll(timeout="1")  # type: ignore[arg-type]
             with pytest.raises(ValueError):
                 consumer.poll(timeout=-1)
+
+
+class TestMissingTopic:
+    """A consumer of a topic that does not exist waits for it like for any message:
+    its calls keep their timeouts, and it never creates the topic (producers may, where
+    the backend allows that; consumers do not, so a misspelt name stays an empty
+    read on every backend)."""
+
+    @pytest.mark.parametrize("grouped", [False, True], ids=["alone", "in-a-group"])
+    def test_polls_keep_their_timeout_and_nothing_is_created(
+        self, bus_api: BusAPI, bus_topic: str, grouped: bool
+    ) -> None:
+        missing = f"{bus_topic}-missing"
+        consumer = bus_api.consumer(
+            missing, group=f"g-{missing}" if grouped else None, offset_reset="earliest"
+        )
+        for _ in range(2):  # the first poll starts the client, the second one is steady
+            start = time.monotonic()
+            assert consumer.poll(timeout=1.0) is None
+            assert time.monotonic() - start < 1.0 + 3.0
+        start = time.monotonic()
+        consumer.close()
+        assert time.monotonic() - start < 5.0
+        if "admin" in bus_api.bus.capabilities:
+            assert missing not in bus_api.bus.topics()
+
+    @needs("admin")
+    def test_a_consumer_without_a_group_reads_the_topic_once_it_exists(
+        self, bus_api: BusAPI, bus_topic: str
+    ) -> None:
+        later = f"{bus_topic}-later"
+        with bus_api.consumer(later, offset_reset="earliest") as consumer:
+            assert consumer.poll(timeout=QUIET) is None
+            bus_api.bus.create_topic(later, partitions=1)
+            with bus_api.producer() as producer:
+                producer.send(later, b"at last", partition=0)
+            message = consumer.poll(timeout=DEADLINE)
+        assert message is not None and message.value == b"at last"
 
 
 class TestOffsetReset:

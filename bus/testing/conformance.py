@@ -41,6 +41,7 @@ __all__ = [
     "TestGroups",
     "TestIteration",
     "TestMessageFields",
+    "TestMissingTopic",
     "TestMessageTooLarge",
     "TestOffsetReset",
     "TestPartitioning",
