@@ -211,3 +211,32 @@ def test_a_stopped_broker_times_out_on_time_and_both_clients_carry_on_after_rest
     seen = asyncio.run(main())
     assert seen[-1] == b"after"
     assert set(seen) <= {b"before", b"during", b"after"}  # see the kafka:// twin
+
+
+def test_small_messages_that_add_up_past_the_topic_limit_are_all_written(url: str) -> None:
+    """A topic that takes smaller record batches than the producer builds: aiokafka
+    would put messages together in a batch the broker refuses whole (fatal to an
+    idempotent producer), so each goes as a batch of its own. (On kafka:// librdkafka
+    has no per-topic batch size: set ``batch_size`` at most the topic's limit.)"""
+    topic = _topic()
+    payloads = [b"%04d" % i + b"." * 96 for i in range(40)]  # 4,000 bytes in all
+
+    async def main() -> list[bytes]:
+        async with bus.connect(url) as b:
+            b.create_topic(topic, partitions=1, max_message_bytes=1000)
+            async with b.async_producer() as producer:
+                deliveries = await producer.send_batch(
+                    [bus.Message(topic, p, partition=0) for p in payloads]
+                )
+                assert [d.offset for d in deliveries] == list(range(40))
+                for p in payloads:
+                    await producer.enqueue(topic, p, partition=0)
+                await producer.flush(timeout=30)
+            async with b.async_consumer(topic, offset_reset="earliest") as consumer:
+                seen: list[bytes] = []
+                deadline = time.monotonic() + 30
+                while len(seen) < 80 and time.monotonic() < deadline:
+                    seen += [m.value for m in await consumer.poll_batch(100, timeout=1)]
+                return seen
+
+    assert asyncio.run(main()) == payloads + payloads

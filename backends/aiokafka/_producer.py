@@ -11,7 +11,7 @@ from aiokafka import AIOKafkaProducer
 from aiokafka.errors import KafkaError
 
 import bus
-from backends.aiokafka import _accumulator
+from backends.aiokafka import _accumulator, _limits
 from backends.aiokafka._errors import DELIVERY, mapped
 from bus import murmur2_partition
 from bus.spi import (
@@ -103,6 +103,11 @@ class AioKafkaProducer(AsyncProducerDriver):
         self._pending: dict[asyncio.Future[Any], _Pending] = {}
         self._reaper: asyncio.TimerHandle | None = None
         self._idle: list[asyncio.Future[None]] = []  # flush()es waiting for no pending
+        # The largest batch each topic takes (see _limits.py), learnt on first use.
+        self._limits: dict[str, int] = {}
+        self._max_request: int = self._kwargs.get("max_request_size", 1_048_576)
+        self._max_batch: int = self._kwargs.get("max_batch_size", 16_384)
+        self._compressed = self._kwargs.get("compression_type") is not None
 
     async def _producer(self) -> AIOKafkaProducer:
         if self._raw is not None:
@@ -128,6 +133,25 @@ class AioKafkaProducer(AsyncProducerDriver):
         partitions = await raw.partitions_for(topic)
         return self._choose(key, len(partitions))
 
+    async def _limit(self, raw: AIOKafkaProducer, topic: str) -> int:
+        """The most bytes a batch to ``topic`` may take. With compression the broker
+        checks the compressed size, which is not known here: the request limit only."""
+        limit = self._limits.get(topic)
+        if limit is None:
+            found = None
+            if not self._compressed:
+                found = await _limits.topic_limit(raw.client, topic, min(self._timeout, 5.0))
+            limit = self._max_request if found is None else min(found, self._max_request)
+            self._limits[topic] = limit
+        return limit
+
+    def _too_large(self, topic: str, limit: int) -> bus.MessageTooLarge:
+        return bus.MessageTooLarge(
+            f"message to {topic} is larger than the {limit} bytes a record batch may "
+            "take (the topic's max.message.bytes or max_request_size)",
+            retriable=False,
+        )
+
     async def _submit(
         self,
         topic: str,
@@ -140,8 +164,15 @@ class AioKafkaProducer(AsyncProducerDriver):
         raw = self._raw if self._raw is not None else await self._producer()
         if self._own_partitioning:
             partition = await self._partition(raw, topic, key, partition)
-        if value is None and key is None:
-            return await self._submit_null(raw, topic, headers, partition, timestamp)
+        limit = self._limits.get(topic)
+        if limit is None:
+            limit = await self._limit(raw, topic)
+        if not _limits.fits(limit, key, value, headers):
+            raise self._too_large(topic, limit)
+        if (value is None and key is None) or limit < self._max_batch:
+            # aiokafka's send() refuses a record with neither key nor value, and would
+            # put records together in batches larger than this topic takes.
+            return await self._submit_alone(raw, topic, value, key, headers, partition, timestamp)
         try:
             future: asyncio.Future[Any] = await raw.send(
                 topic, value, key, partition, timestamp, list(headers) if headers else None
@@ -152,22 +183,27 @@ class AioKafkaProducer(AsyncProducerDriver):
         except AssertionError as exc:  # aiokafka asserts a known partition
             raise bus.UnknownTopicError(f"topic {topic!r} has no partition {partition}") from exc
 
-    async def _submit_null(
+    async def _submit_alone(
         self,
         raw: AIOKafkaProducer,
         topic: str,
+        value: bytes | None,
+        key: bytes | None,
         headers: Headers,
         partition: int | None,
         timestamp: int | None,
     ) -> asyncio.Future[Any]:
-        """A record with neither key nor value, which Kafka stores and aiokafka's
-        ``send()`` refuses (it asserts one of them): a batch of that one record."""
+        """One record as a batch of its own."""
         try:
             if partition is None:
-                partition = self._choose(None, len(await raw.partitions_for(topic)))
+                count = len(await raw.partitions_for(topic))
+                if key is not None and not self._own_partitioning:
+                    partition = murmur2_partition(key, count)
+                else:
+                    partition = self._choose(key, count)
             builder = raw.create_batch()
             stamp = timestamp if timestamp is not None else int(time.time() * 1000)
-            builder.append(timestamp=stamp, key=None, value=None, headers=list(headers))
+            builder.append(timestamp=stamp, key=key, value=value, headers=list(headers))
             batch: asyncio.Future[Any] = await raw.send_batch(builder, topic, partition=partition)
         except KafkaError as exc:
             raise _failure(exc, topic) from exc
@@ -324,8 +360,15 @@ class AioKafkaProducer(AsyncProducerDriver):
             error = _failure(exc, "the cluster")
             return [error] * len(messages)
         counts: dict[str, int] = {}
+        caps: dict[str, int] = {}
         by_partition: dict[tuple[str, int], list[int]] = {}
         for i, m in enumerate(messages):
+            cap = caps.get(m.topic)
+            if cap is None:
+                cap = caps[m.topic] = await self._limit(raw, m.topic)
+            if not _limits.fits(cap, m.key, m.value, m.headers):
+                outcomes[i] = self._too_large(m.topic, cap)  # alone: the rest go on
+                continue
             partition = m.partition
             if partition is None:
                 count = counts.get(m.topic)
@@ -346,6 +389,8 @@ class AioKafkaProducer(AsyncProducerDriver):
         sent: list[tuple[asyncio.Future[Any], list[int], list[int], str]] = []
         now = int(time.time() * 1000)
         for (topic, partition), indexes in by_partition.items():
+            cap = caps[topic]
+            small = cap < self._max_batch  # the topic takes smaller batches than aiokafka's
             builder = raw.create_batch()
             members: list[int] = []
             stamps: list[int] = []
@@ -353,43 +398,38 @@ class AioKafkaProducer(AsyncProducerDriver):
                 m = messages[i]
                 stamp = m.timestamp if m.timestamp is not None else now
                 headers = list(m.headers) if m.headers else []
-                meta = builder.append(timestamp=stamp, key=m.key, value=m.value, headers=headers)
-                if meta is None:  # full: send it, start another
-                    sent.append(
-                        (
-                            await raw.send_batch(builder, topic, partition=partition),
-                            members,
-                            stamps,
-                            topic,
-                        )
-                    )
-                    builder, members, stamps = raw.create_batch(), [], []
-                    meta = builder.append(
+                appended = None
+                if not (
+                    members
+                    and small
+                    and builder.size() + _limits.batch_size_of(m.key, m.value, headers) > cap
+                ):
+                    appended = builder.append(
                         timestamp=stamp, key=m.key, value=m.value, headers=headers
                     )
-                    if meta is None:
-                        outcomes[i] = bus.MessageTooLarge(
-                            f"message to {topic} is larger than a whole batch", retriable=False
-                        )
+                if appended is None:  # full: send it, start another
+                    if members:
+                        batch = await raw.send_batch(builder, topic, partition=partition)
+                        sent.append((batch, members, stamps, topic))
+                    builder, members, stamps = raw.create_batch(), [], []
+                    appended = builder.append(
+                        timestamp=stamp, key=m.key, value=m.value, headers=headers
+                    )
+                    if appended is None:
+                        outcomes[i] = self._too_large(topic, cap)
                         continue
                 members.append(i)
                 stamps.append(stamp)
             if members:
-                sent.append(
-                    (
-                        await raw.send_batch(builder, topic, partition=partition),
-                        members,
-                        stamps,
-                        topic,
-                    )
-                )
+                batch = await raw.send_batch(builder, topic, partition=partition)
+                sent.append((batch, members, stamps, topic))
         for future, members, stamps, topic in sent:
             try:
                 meta = await asyncio.wait_for(
                     asyncio.shield(future), max(0.0, deadline - time.monotonic())
                 )
-            except (KafkaError, asyncio.TimeoutError) as exc:
-                for i in members:
+            except (KafkaError, bus.BusError, asyncio.TimeoutError) as exc:
+                for i in members:  # bus errors: failed by the reaper or by close
                     outcomes[i] = _failure(exc, topic)
                 continue
             # A LogAppendTime topic stamps the whole batch; else each record keeps its own.

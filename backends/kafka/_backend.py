@@ -8,7 +8,11 @@ from collections.abc import Mapping
 from typing import Any
 
 from confluent_kafka import KafkaException
-from confluent_kafka.admin import AdminClient, NewTopic  # type: ignore[attr-defined]
+from confluent_kafka.admin import (  # type: ignore[attr-defined]
+    AdminClient,
+    ConfigResource,
+    NewTopic,
+)
 
 import bus
 from backends._kafka_options import merged
@@ -33,7 +37,23 @@ class KafkaBackend(Backend):
 
     def producer(self, settings: Mapping[str, Any]) -> ProducerDriver:
         settings = merged(self._options, settings)
-        return KafkaProducer(producer_config(self._common, settings), settings)
+        return KafkaProducer(producer_config(self._common, settings), settings, self.topic_limit)
+
+    def topic_limit(self, topic: str, timeout: float) -> int | None:
+        """The topic's ``max.message.bytes`` (its override or the broker's default), or
+        None when the cluster does not say within ``timeout`` (no such topic yet, not
+        allowed to describe it, no answer). Thread-safe."""
+        try:
+            futures = self._admin().describe_configs(
+                [ConfigResource("topic", topic)], request_timeout=timeout
+            )
+            (future,) = futures.values()
+            entry = future.result(timeout=timeout).get("max.message.bytes")
+        except Exception:  # of every kind: the limit is then not known, not fatal
+            return None
+        if entry is None or entry.value is None:
+            return None
+        return int(entry.value)
 
     def consumer(
         self, topics: tuple[str, ...], group: str | None, settings: Mapping[str, Any]

@@ -39,11 +39,32 @@ def _failure(err: Any, msg: Any) -> bus.BusError:
     return with_cause(mapped(err, DELIVERY, f"{where} not delivered"), err)
 
 
+#: A record batch's fixed part, and the most a record adds besides its bytes (Kafka's
+#: message format v2: a 61-byte batch header, varint lengths and deltas per record).
+_BATCH_HEADER = 61
+_RECORD_OVERHEAD = 21
+
+
+def _fits(limit: int, key: bytes | None, value: bytes | None, headers: Headers) -> bool:
+    """Whether a batch of this one record fits ``limit`` bytes."""
+    size = _BATCH_HEADER + _RECORD_OVERHEAD + len(key or b"") + len(value or b"")
+    if size <= limit and not headers:
+        return True
+    for name, data in headers:
+        size += len(name.encode()) + len(data or b"") + 10
+    return size <= limit
+
+
 class KafkaProducer(ProducerDriver):
     """librdkafka batches and retries in its own threads; delivery reports are served
     by ``poll()``, which every call here makes, so reports never pile up."""
 
-    def __init__(self, conf: Mapping[str, Any], settings: Mapping[str, Any]):
+    def __init__(
+        self,
+        conf: Mapping[str, Any],
+        settings: Mapping[str, Any],
+        topic_limit: Callable[[str, float], int | None] | None = None,
+    ):
         try:
             self._raw = RawProducer(dict(conf))
         except KafkaException as exc:
@@ -58,6 +79,13 @@ class KafkaProducer(ProducerDriver):
         self._poll = self._raw.poll
         self._plain = self._round_robin is None
         self._calls = 0
+        # The largest record batch each topic takes, learnt on first use: librdkafka
+        # puts a message the topic refuses in a batch with others, and the broker then
+        # refuses them all. With compression the broker checks the compressed size,
+        # not known here, so only librdkafka's own message.max.bytes applies.
+        self._topic_limit = None if settings["compression"] != "none" else topic_limit
+        self._max_message: int = int(conf.get("message.max.bytes", 1_000_000))
+        self._limits: dict[str, int] = {}
 
     # -- reports -----------------------------------------------------------------------------
 
@@ -76,6 +104,22 @@ class KafkaProducer(ProducerDriver):
         return report
 
     # -- producing ---------------------------------------------------------------------------
+
+    def _check_size(
+        self, topic: str, key: bytes | None, value: bytes | None, headers: Headers
+    ) -> None:
+        """Raise ``MessageTooLarge`` for a message the topic would refuse."""
+        limit = self._limits.get(topic)
+        if limit is None:
+            assert self._topic_limit is not None
+            found = self._topic_limit(topic, min(self._timeout, 5.0))
+            limit = self._limits[topic] = self._max_message if found is None else found
+        if not _fits(limit, key, value, headers):
+            raise bus.MessageTooLarge(
+                f"message to {topic} is larger than the {limit} bytes a record batch "
+                "of the topic may take (its max.message.bytes)",
+                retriable=False,
+            )
 
     def _partition_for(self, topic: str) -> int:
         count = self._counts.get(topic)
@@ -99,6 +143,8 @@ class KafkaProducer(ProducerDriver):
         deadline: float,
     ) -> None:
         """Hand one message to librdkafka, serving reports while its queue is full."""
+        if self._topic_limit is not None:
+            self._check_size(topic, key, value, headers)
         if partition is None and self._round_robin is not None:
             partition = self._partition_for(topic)
         kwargs: dict[str, Any] = {"on_delivery": report}
@@ -132,6 +178,10 @@ class KafkaProducer(ProducerDriver):
     ) -> None:
         report = self._unclaimed if on_delivery is None else self._reporter(on_delivery)
         try:
+            if self._topic_limit is not None and self._plain:  # (_put checks the others)
+                limit = self._limits.get(topic)
+                if limit is None or limit < self._max_message:  # else librdkafka checks
+                    self._check_size(topic, key, value, headers)
             if partition is None and timestamp is None and not headers and self._plain:
                 try:  # the hot path: no keyword dict, no deadline until the queue is full
                     self._produce(topic, value, key, on_delivery=report)
@@ -159,6 +209,11 @@ class KafkaProducer(ProducerDriver):
                 )
         except KafkaException as exc:  # refused before it left (too large, ...)
             report(exc.args[0], None)
+        except bus.MessageTooLarge as error:
+            if on_delivery is None:
+                self._failures.add(error)
+            else:
+                on_delivery(None, error)
         # Serve delivery reports now and then, not on every call: poll(0) costs about as
         # much as produce(). flush(), close() and a full queue serve them too.
         self._calls += 1

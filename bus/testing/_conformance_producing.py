@@ -290,6 +290,29 @@ class TestMessageTooLarge:
         assert (delivery.partition, delivery.offset) == (0, 0)
 
 
+    @needs("admin")
+    def test_a_too_large_message_fails_alone_and_the_producer_carries_on(
+        self, bus_api: BusAPI, bus_topic_factory: Callable[..., str]
+    ) -> None:
+        big = big_topic(bus_topic_factory)
+        with bus_api.producer() as producer:
+            assert producer.send(big, b"warm", timeout=DEADLINE).offset == 0
+            batch = [
+                bus.Message(big, b"before", partition=0),
+                bus.Message(big, TOO_BIG, partition=0),
+                bus.Message(big, b"after", partition=0),
+            ]
+            with pytest.raises(bus.DeliveryError) as caught:
+                producer.send_batch(batch, timeout=DEADLINE)
+            before, failed, after = caught.value.outcomes
+            assert isinstance(failed, bus.MessageTooLarge)
+            assert isinstance(before, bus.Delivery) and isinstance(after, bus.Delivery)
+            assert (before.offset, after.offset) == (1, 2)
+            with pytest.raises(bus.MessageTooLarge):
+                producer.send(big, TOO_BIG, timeout=DEADLINE)
+            assert producer.send(big, b"later", timeout=DEADLINE).offset == 3
+
+
 class TestEnqueue:
     def test_on_delivery_is_called_once_per_message(self, bus_api: BusAPI, bus_topic: str) -> None:
         calls: list[tuple[int, bus.Delivery | None, bus.BusError | None]] = []
