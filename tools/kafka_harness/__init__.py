@@ -8,8 +8,14 @@ Typical use::
 
     with KafkaCluster(size=3) as cluster:
         client = make_client(cluster.bootstrap_servers)
-        cluster.nodes[0].kill()      # SIGKILL
-        cluster.nodes[0].restart()   # same ports, data directory and node id
+        leader = cluster.leader("orders", 0)   # the KafkaNode leading orders[0]
+        leader.kill()                # SIGKILL
+        leader.restart()             # same ports, data directory and node id
+        cluster.restart()            # every node, data kept
+
+    with KafkaCluster(sasl_users={"alice": "alice-secret"}) as secured:
+        # SASL_PLAINTEXT + SASL/PLAIN, StandardAuthorizer, no ACL = no access
+        secured.grant("User:alice", ["write", "describe"], topic="orders")
 
 Environment variables:
 
@@ -23,8 +29,9 @@ Environment variables:
 
 Only the standard library is used.  Brokers are started in their own session (so a
 Ctrl-C in the terminal does not reach them), are killed by the kernel if the Python
-process that started them dies (Linux ``PR_SET_PDEATHSIG``), and are stopped by an
-``atexit`` hook otherwise.  The detached broker of the CLI (``python -m tools.kafka_harness
+process that started them dies (Linux ``PR_SET_PDEATHSIG``, whichever thread started
+or restarted them: see :class:`_Spawner`), and are stopped by an ``atexit`` hook
+otherwise.  The detached broker of the CLI (``python -m tools.kafka_harness
 up``) is the exception: it outlives its starter and is tracked by a state file.
 """
 
@@ -37,8 +44,10 @@ import ctypes
 import fcntl
 import hashlib
 import os
+import queue
 import random
 import re
+import secrets
 import shutil
 import signal
 import socket
@@ -50,21 +59,39 @@ import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from functools import cache
 from pathlib import Path
 from types import TracebackType
+
+from tools.kafka_harness._logs import RepeatFilter, quiet_repeats
+from tools.kafka_harness._protocol import (
+    ERROR_NAMES,
+    Acl,
+    ClusterMetadata,
+    Connection,
+    KafkaProtocolError,
+    PartitionMetadata,
+    TopicMetadata,
+)
 
 __all__ = [
     "DEFAULT_KAFKA_VERSION",
     "HARNESS_DIR",
     "REPO_ROOT",
     "RUN_DIR",
+    "Acl",
+    "ClusterMetadata",
     "KafkaCluster",
     "KafkaHarnessError",
     "KafkaNode",
+    "KafkaProtocolError",
     "KafkaStartError",
     "KafkaUnavailable",
+    "NoLeaderError",
+    "PartitionMetadata",
+    "RepeatFilter",
+    "TopicMetadata",
     "cache_root",
     "ensure_kafka_libs",
     "find_java",
@@ -72,6 +99,7 @@ __all__ = [
     "libs_dir",
     "missing_prerequisites",
     "probe_brokers",
+    "quiet_repeats",
 ]
 
 DEFAULT_KAFKA_VERSION = "4.4.0"
@@ -106,6 +134,10 @@ class KafkaUnavailable(KafkaHarnessError):
 
 class KafkaStartError(KafkaHarnessError):
     """A broker failed to start or to become ready; the message holds its log tail."""
+
+
+class NoLeaderError(KafkaHarnessError):
+    """A partition is unknown or has no leader (within the timeout asked for)."""
 
 
 # --------------------------------------------------------------------------- paths, jars
@@ -309,59 +341,27 @@ def log_tail(path: Path, lines: int = _LOG_TAIL_LINES) -> str:
         return ""
 
 
-def _recv_exact(sock: socket.socket, size: int) -> bytes:
-    buf = bytearray()
-    while len(buf) < size:
-        chunk = sock.recv(size - len(buf))
-        if not chunk:
-            raise ConnectionError("connection closed by the broker")
-        buf += chunk
-    return bytes(buf)
-
-
-def probe_brokers(address: str, timeout: float = 3.0) -> dict[int, str]:
+def probe_brokers(
+    address: str, timeout: float = 3.0, *, sasl: tuple[str, str] | None = None
+) -> dict[int, str]:
     """Ask the broker at ``"host:port"`` for cluster metadata; return ``{node id: "h:p"}``.
 
-    Sends a raw Kafka Metadata v4 request (no topics) over a socket.  A KRaft broker
-    only lists registered, unfenced brokers, so seeing a node id here means that broker
-    is serving.  Raises ``OSError`` (or ``ConnectionError``/``ValueError``) on failure.
+    Sends a raw Kafka Metadata v4 request (no topics) over a socket, after a SASL/PLAIN
+    handshake when ``sasl=(user, password)`` is given.  A KRaft broker only lists
+    registered, unfenced brokers, so seeing a node id here means that broker is serving.
+    Raises ``OSError`` (or ``ConnectionError``/``ValueError``, including
+    :class:`KafkaProtocolError`) on failure.
     """
-    host, _, port = address.rpartition(":")
-    client_id = b"polybus-kafka-harness"
-    correlation_id = 0x5042
-    # Request header v1 (api_key=3 Metadata, api_version=4) + body: topics=[] (not null,
-    # so no topic is described), allow_auto_topic_creation=false.
-    request = struct.pack(">hhih", 3, 4, correlation_id, len(client_id)) + client_id
-    request += struct.pack(">ib", 0, 0)
-    with socket.create_connection((host, int(port)), timeout=timeout) as sock:
-        sock.settimeout(timeout)
-        sock.sendall(struct.pack(">i", len(request)) + request)
-        (size,) = struct.unpack(">i", _recv_exact(sock, 4))
-        data = _recv_exact(sock, size)
-    # Response header v0 (correlation id), throttle_time_ms, then the brokers array.
-    got_id, _throttle, count = struct.unpack_from(">iii", data, 0)
-    if got_id != correlation_id:
-        raise ValueError(f"unexpected correlation id {got_id} from {address}")
-    offset = 12
-    brokers: dict[int, str] = {}
-    for _ in range(count):
-        node_id, host_len = struct.unpack_from(">ih", data, offset)
-        offset += 6
-        broker_host = data[offset : offset + host_len].decode()
-        offset += host_len
-        broker_port, rack_len = struct.unpack_from(">ih", data, offset)
-        offset += 6 + max(rack_len, 0)
-        brokers[node_id] = f"{broker_host}:{broker_port}"
-    return brokers
+    with Connection(address, timeout, sasl) as connection:
+        return connection.metadata(()).brokers
 
 
 def _pdeathsig_preexec() -> Callable[[], None] | None:
-    """A ``preexec_fn`` asking Linux to SIGKILL the child when its parent thread dies."""
+    """A ``preexec_fn`` asking Linux to SIGKILL the child when the forking thread dies.
+
+    Only :class:`_Spawner`'s thread, which lives as long as the process, may use it.
+    """
     if not sys.platform.startswith("linux"):
-        return None
-    if threading.current_thread() is not threading.main_thread():
-        # PDEATHSIG fires when the *thread* that forked exits; only the main thread
-        # lives as long as the process.
         return None
     try:
         prctl = ctypes.CDLL(None, use_errno=True).prctl
@@ -376,6 +376,80 @@ def _pdeathsig_preexec() -> Callable[[], None] | None:
             os._exit(1)
 
     return preexec
+
+
+_SpawnJob = tuple[list[str], Path, int, "Future[subprocess.Popen[bytes]]"]
+
+
+class _Spawner:
+    """Forks every broker from one long-lived daemon thread of this process.
+
+    Linux fires ``PR_SET_PDEATHSIG`` when the *thread* that forked the child exits, not
+    when the process does.  A broker forked from a short-lived thread (a helper thread
+    of a test, a pool worker) would be SIGKILLed as soon as that thread ends; without
+    the safeguard it outlives a Python process that dies.  This thread is never joined
+    (a daemon blocked on its queue until the process exits), so the safeguard holds
+    whichever thread starts or restarts a node.  Thread-safe; a forked child process
+    gets a thread of its own on first use.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._jobs: queue.SimpleQueue[_SpawnJob] | None = None
+        self._owner = 0  # the pid whose thread serves self._jobs
+
+    def popen(self, cmd: list[str], cwd: Path, log_fd: int) -> subprocess.Popen[bytes]:
+        """Start ``cmd`` in ``cwd`` in a session of its own, stdout and stderr to
+        ``log_fd``, stdin from ``/dev/null``, killed when this process dies."""
+        with self._lock:
+            if self._jobs is None or self._owner != os.getpid():
+                self._jobs = queue.SimpleQueue()
+                self._owner = os.getpid()
+                threading.Thread(
+                    target=self._serve,
+                    args=(self._jobs,),
+                    name="kafka-harness-spawner",
+                    daemon=True,
+                ).start()
+            jobs = self._jobs
+        done: Future[subprocess.Popen[bytes]] = Future()
+        jobs.put((cmd, cwd, log_fd, done))
+        try:
+            return done.result()
+        except BaseException:
+            # Interrupted (Ctrl-C) while it was being forked: kill it once it is.
+            done.add_done_callback(_kill_spawned)
+            raise
+
+    @staticmethod
+    def _serve(jobs: queue.SimpleQueue[_SpawnJob]) -> None:
+        while True:
+            cmd, cwd, log_fd, done = jobs.get()
+            if not done.set_running_or_notify_cancel():
+                continue
+            try:
+                process = subprocess.Popen(
+                    cmd,
+                    cwd=cwd,
+                    stdin=subprocess.DEVNULL,
+                    stdout=log_fd,
+                    stderr=subprocess.STDOUT,
+                    start_new_session=True,
+                    # Only prctl() runs between fork and exec.
+                    preexec_fn=_pdeathsig_preexec(),  # noqa: PLW1509
+                )
+            except BaseException as exc:
+                done.set_exception(exc)
+            else:
+                done.set_result(process)
+
+
+def _kill_spawned(done: Future[subprocess.Popen[bytes]]) -> None:
+    if not done.cancelled() and done.exception() is None:
+        _kill_group(done.result().pid, signal.SIGKILL)
+
+
+_SPAWNER = _Spawner()
 
 
 def _pid_alive(pid: int) -> bool:
@@ -450,12 +524,15 @@ class KafkaNode:
         libs: Path | None = None,
         heap: str = "512m",
         detached: bool = False,
+        sasl: tuple[str, str] | None = None,
     ) -> None:
         """Describe a node; nothing is started.
 
         ``properties`` is the complete ``server.properties`` content.  ``format_args`` are
         the quorum arguments of ``StorageTool format`` (``["--standalone"]`` or none for
         static voters).  ``detached`` nodes outlive this Python process (CLI mode).
+        ``sasl=(user, password)``: the client listener wants SASL/PLAIN, and the
+        harness's own requests (readiness, metadata, ACLs) log in as that user.
         """
         self.node_id = node_id
         self.directory = Path(directory)
@@ -467,6 +544,7 @@ class KafkaNode:
         self.libs = libs
         self.heap = heap
         self.detached = detached
+        self.sasl = sasl
         self.process: subprocess.Popen[bytes] | None = None
 
     def __repr__(self) -> str:
@@ -477,7 +555,8 @@ class KafkaNode:
 
     @property
     def bootstrap(self) -> str:
-        """``"127.0.0.1:<port>"`` of this node's PLAINTEXT listener."""
+        """``"127.0.0.1:<port>"`` of this node's client listener (PLAINTEXT, or
+        SASL_PLAINTEXT when the node has :attr:`sasl` credentials)."""
         return f"127.0.0.1:{self.port}"
 
     @property
@@ -577,16 +656,17 @@ class KafkaNode:
             log.write(f"=== kafka_harness: starting node {self.node_id} at {stamp}\n".encode())
             log.flush()
             # The child keeps its own copy of the log descriptor.
-            self.process = subprocess.Popen(
-                cmd,
-                cwd=self.directory,
-                stdin=subprocess.DEVNULL,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,
-                # Only prctl() runs between fork and exec (see _pdeathsig_preexec).
-                preexec_fn=None if self.detached else _pdeathsig_preexec(),  # noqa: PLW1509
-            )
+            if self.detached:  # outlives this process: no parent-death signal
+                self.process = subprocess.Popen(
+                    cmd,
+                    cwd=self.directory,
+                    stdin=subprocess.DEVNULL,
+                    stdout=log,
+                    stderr=subprocess.STDOUT,
+                    start_new_session=True,
+                )
+            else:
+                self.process = _SPAWNER.popen(cmd, self.directory, log.fileno())
         if not self.detached:
             _LIVE_NODES.add(self)
         if wait:
@@ -610,7 +690,7 @@ class KafkaNode:
                 code = None if self.process is None else self.process.returncode
                 raise self._start_error(f"exited with code {code} before becoming ready")
             try:
-                seen = probe_brokers(self.bootstrap, timeout=2.0)
+                seen = probe_brokers(self.bootstrap, timeout=2.0, sasl=self.sasl)
                 if expected <= seen.keys():
                     return
                 last = f"metadata lists brokers {sorted(seen)}"
@@ -622,6 +702,19 @@ class KafkaNode:
                     f"last probe: {last})"
                 )
             time.sleep(0.2)
+
+    def connect(self, timeout: float = 3.0) -> Connection:
+        """A protocol connection to this node (logged in as :attr:`sasl` if set): its
+        ``metadata(topics)``, ``create_acls(acls)`` and ``describe_acls()``."""
+        return Connection(self.bootstrap, timeout, self.sasl)
+
+    def metadata(self, topics: Sequence[str] | None = (), timeout: float = 3.0) -> ClusterMetadata:
+        """This node's view of the cluster and of ``topics`` (``None``: all topics).
+
+        Raises ``OSError`` if the node does not answer, ``ValueError`` on a bad answer.
+        """
+        with self.connect(timeout) as connection:
+            return connection.metadata(topics)
 
     def _start_error(self, what: str) -> KafkaStartError:
         tail = log_tail(self.log_path, 4000)
@@ -713,6 +806,47 @@ def default_properties(size: int) -> dict[str, str]:
     return {key: str(value) for key, value in props.items()}
 
 
+#: The user the brokers and controllers of a SASL cluster log in as; a super user.
+ADMIN_USER = "admin"
+_JAAS_UNSAFE = re.compile(r'["\\\s;=\x00-\x1f]')
+
+
+def sasl_properties(users: Mapping[str, str], admin_password: str) -> dict[str, str]:
+    """Settings of a node whose client and controller listeners take SASL/PLAIN only.
+
+    ``users`` are ``{name: password}`` (defined in the JAAS config, PLAIN's own user
+    store); :data:`ADMIN_USER` with ``admin_password`` is added and is what the brokers
+    and controllers log in as, so it is the one super user.  The StandardAuthorizer
+    denies everything else that no ACL allows (``allow.everyone.if.no.acl.found=false``).
+    """
+    everyone = {ADMIN_USER: admin_password, **users}
+    for name, password in everyone.items():
+        if not name or _JAAS_UNSAFE.search(name) or _JAAS_UNSAFE.search(password):
+            raise ValueError(
+                f"SASL user {name!r}: names and passwords may not hold quotes, "
+                "backslashes, white space, ';', '=' or control characters"
+            )
+    entries = " ".join(f'user_{name}="{password}"' for name, password in everyone.items())
+    jaas = (
+        "org.apache.kafka.common.security.plain.PlainLoginModule required "
+        f'username="{ADMIN_USER}" password="{admin_password}" {entries};'
+    )
+    return {
+        "listener.security.protocol.map": "CONTROLLER:SASL_PLAINTEXT,SASL_PLAINTEXT:SASL_PLAINTEXT",
+        "inter.broker.listener.name": "SASL_PLAINTEXT",
+        "sasl.enabled.mechanisms": "PLAIN",
+        "sasl.mechanism.inter.broker.protocol": "PLAIN",
+        "sasl.mechanism.controller.protocol": "PLAIN",
+        # One JAAS entry per listener: the users it accepts, and who this node logs in
+        # as when it connects to that listener of another node (or of itself).
+        "listener.name.sasl_plaintext.plain.sasl.jaas.config": jaas,
+        "listener.name.controller.plain.sasl.jaas.config": jaas,
+        "authorizer.class.name": "org.apache.kafka.metadata.authorizer.StandardAuthorizer",
+        "allow.everyone.if.no.acl.found": "false",
+        "super.users": f"User:{ADMIN_USER}",
+    }
+
+
 class KafkaCluster:
     """A KRaft cluster of ``size`` combined broker+controller nodes on 127.0.0.1.
 
@@ -720,6 +854,14 @@ class KafkaCluster:
     the static ``controller.quorum.voters`` form.  Use as a context manager, or call
     :meth:`start` and :meth:`stop`.  Without ``directory`` a temporary directory is used
     and deleted by :meth:`stop`.
+
+    With ``sasl_users={"alice": "secret", ...}`` every listener takes SASL_PLAINTEXT
+    with SASL/PLAIN only, the StandardAuthorizer denies what no ACL allows, and the
+    nodes (and the harness) log in as the super user :data:`ADMIN_USER` with
+    :attr:`admin_password`; :meth:`grant` adds ACLs.
+
+    Not thread-safe: drive one cluster from one thread at a time (any thread: see
+    :class:`_Spawner`).
     """
 
     def __init__(
@@ -733,12 +875,14 @@ class KafkaCluster:
         port: int = 0,
         startup_timeout: float = 90.0,
         detached: bool = False,
+        sasl_users: Mapping[str, str] | None = None,
     ) -> None:
         """Describe a cluster; nothing is started.
 
         ``overrides`` are extra/replacement broker settings; ``port`` fixes the first
         node's client port (0 = pick free ports); ``heap`` is each JVM's ``-Xmx``;
-        ``detached`` brokers outlive this process (used by the CLI).
+        ``detached`` brokers outlive this process (used by the CLI); ``sasl_users``
+        turns on SASL/PLAIN and the authorizer (see the class docstring).
         """
         if size < 1:
             raise ValueError("size must be >= 1")
@@ -749,14 +893,22 @@ class KafkaCluster:
         self.requested_port = port
         self.startup_timeout = startup_timeout
         self.detached = detached
+        self.sasl_users = dict(sasl_users) if sasl_users is not None else None
+        self.admin_password = secrets.token_hex(12) if sasl_users is not None else ""
+        if self.sasl_users is not None:
+            if ADMIN_USER in self.sasl_users:
+                raise ValueError(f"{ADMIN_USER!r} is the harness's own super user")
+            sasl_properties(self.sasl_users, self.admin_password)  # checks the names
         self._own_directory = directory is None
         self.directory: Path | None = Path(directory) if directory is not None else None
         self.nodes: list[KafkaNode] = []
         self.cluster_id = ""
         self.failed = False
+        self._formatted = False  # the last fresh start succeeded: start() may resume
 
     def __repr__(self) -> str:
-        return f"<KafkaCluster size={self.size} {self.bootstrap_servers or 'not started'}>"
+        secured = " SASL_PLAINTEXT" if self.sasl_users is not None else ""
+        return f"<KafkaCluster size={self.size}{secured} {self.bootstrap_servers or 'not started'}>"
 
     def __enter__(self) -> KafkaCluster:
         self.start()
@@ -774,6 +926,11 @@ class KafkaCluster:
     def bootstrap_servers(self) -> str:
         """``"127.0.0.1:p1,127.0.0.1:p2,..."`` of all nodes."""
         return ",".join(node.bootstrap for node in self.nodes)
+
+    @property
+    def admin(self) -> tuple[str, str] | None:
+        """``(ADMIN_USER, admin_password)`` of a SASL cluster, else ``None``."""
+        return (ADMIN_USER, self.admin_password) if self.sasl_users is not None else None
 
     def node(self, node_id: int) -> KafkaNode:
         """The node with Kafka node id ``node_id`` (ids are 1..size)."""
@@ -800,14 +957,20 @@ class KafkaCluster:
             )
             quorum = {"controller.quorum.voters": voters}
             format_args = []
+        security: dict[str, str] = {}
+        listener = "PLAINTEXT"
+        if self.sasl_users is not None:
+            security = sasl_properties(self.sasl_users, self.admin_password)
+            listener = "SASL_PLAINTEXT"
         self.nodes = []
         for node_id, port, cport in zip(ids, client_ports, controller_ports, strict=True):
             node_dir = self.directory / f"node-{node_id}"
             props = {
                 **default_properties(self.size),
+                **security,
                 "node.id": str(node_id),
-                "listeners": f"PLAINTEXT://127.0.0.1:{port},CONTROLLER://127.0.0.1:{cport}",
-                "advertised.listeners": f"PLAINTEXT://127.0.0.1:{port}",
+                "listeners": f"{listener}://127.0.0.1:{port},CONTROLLER://127.0.0.1:{cport}",
+                "advertised.listeners": f"{listener}://127.0.0.1:{port}",
                 "log.dirs": str(node_dir / "data"),
                 **quorum,
                 **self.overrides,
@@ -824,29 +987,46 @@ class KafkaCluster:
                     libs=libs,
                     heap=self.heap,
                     detached=self.detached,
+                    sasl=self.admin,
                 )
             )
 
+    # -- lifecycle
+
     def start(self) -> None:
-        """Download the jars if needed, format every node, start them, wait until ready.
+        """Start what is not running and wait until every node is ready.
 
-        A no-op if all nodes run; otherwise the cluster starts afresh (new ports, empty
-        data).  To bring back a single stopped or killed node use :meth:`KafkaNode.start`
-        or :meth:`KafkaNode.restart`.
+        A no-op if all nodes run.  If the cluster ran before and its data is still there
+        (stopped, killed or partly running, with a ``directory`` of the caller's or
+        before :meth:`stop` deleted the temporary one), only the stopped nodes are
+        started, with their ports, node ids and data.  Otherwise it starts afresh: the
+        jars are downloaded if needed, every node is formatted, new ports are picked.
 
-        Ready means every node's metadata lists every broker.  On failure all nodes are
-        stopped and :class:`KafkaStartError` (with the failing node's log tail) is raised;
-        a port clash with auto-picked ports is retried once with new ports.
+        Ready means every node's metadata lists every broker.  A fresh start that fails
+        stops all nodes and raises :class:`KafkaStartError` (with the failing node's log
+        tail); a port clash with auto-picked ports is retried once with new ports.  A
+        resumed start that fails raises and leaves the nodes as they are.
         """
         if self.nodes and all(node.is_running for node in self.nodes):
             return
-        self._terminate_nodes(timeout=5)  # a partly running cluster starts afresh
+        if not self.detached:
+            _LIVE_CLUSTERS.add(self)
+        if self._resumable():
+            try:
+                for node in self.nodes:
+                    if not node.is_running:
+                        node.start(wait=False)
+                self.wait_ready()
+            except KafkaStartError:
+                self.failed = True
+                raise
+            self.failed = False
+            return
+        self._terminate_nodes(timeout=5)
         libs = ensure_kafka_libs(self.version)
         find_java()
         if self.directory is None:
             self.directory = Path(tempfile.mkdtemp(prefix="polybus-kafka-"))
-        if not self.detached:
-            _LIVE_CLUSTERS.add(self)
         attempts = 1 if self.requested_port else 2
         for attempt in range(1, attempts + 1):
             for node in self.nodes:
@@ -855,22 +1035,38 @@ class KafkaCluster:
             try:
                 self._start_nodes()
                 self.failed = False
+                self._formatted = True
                 return
             except KafkaStartError as exc:
                 self._terminate_nodes(timeout=5)
                 self.failed = True
+                self._formatted = False
                 if attempt == attempts or "Address already in use" not in str(exc):
                     raise
 
+    def _resumable(self) -> bool:
+        return (
+            self._formatted
+            and bool(self.nodes)
+            and all((node.data_dir / "meta.properties").is_file() for node in self.nodes)
+        )
+
     def _start_nodes(self) -> None:
         with ThreadPoolExecutor(max_workers=self.size) as pool:
-            # StorageTool runs are short-lived JVMs; the brokers themselves are started
-            # from this thread (see _pdeathsig_preexec).
+            # StorageTool runs are short-lived JVMs; a broker may be started from any
+            # thread (see _Spawner).
             for future in [pool.submit(node.format) for node in self.nodes]:
                 future.result()
         for node in self.nodes:
             node.start(wait=False)
         self.wait_ready()
+
+    def restart(self, stop_timeout: float = 15.0) -> None:
+        """Stop every node (SIGTERM together, SIGKILL after ``stop_timeout`` s), then
+        start them all again with the same ports, node ids and data, and wait until the
+        cluster is ready.  A cluster that never ran is just started."""
+        self._terminate_nodes(stop_timeout)
+        self.start()
 
     def wait_ready(self, timeout: float | None = None) -> None:
         """Wait until every node's metadata lists every node of the cluster.
@@ -890,10 +1086,140 @@ class KafkaCluster:
         """Stop all nodes (SIGTERM together, SIGKILL after ``timeout`` s).
 
         Deletes the cluster directory if it was a temporary one, unless the last
-        :meth:`start` failed (the logs are kept for inspection).
+        :meth:`start` failed (the logs are kept for inspection); then the next
+        :meth:`start` starts afresh.  A ``directory`` of the caller's is kept, and the
+        next :meth:`start` resumes from it.
         """
         self._terminate_nodes(timeout)
         _LIVE_CLUSTERS.discard(self)
         if self._own_directory and self.directory is not None and not self.failed:
             shutil.rmtree(self.directory, ignore_errors=True)
             self.directory = None
+            self._formatted = False
+
+    # -- metadata
+
+    def _running(self) -> list[KafkaNode]:
+        return [node for node in self.nodes if node.is_running]
+
+    def metadata(self, topics: Sequence[str] | None = (), timeout: float = 3.0) -> ClusterMetadata:
+        """Cluster metadata from the first running node that answers (see
+        :meth:`KafkaNode.metadata`); ``OSError`` if none does."""
+        problems = []
+        for node in self._running():
+            try:
+                return node.metadata(topics, timeout)
+            except (OSError, ValueError, struct.error) as exc:
+                problems.append(f"{node.bootstrap}: {exc}")
+        raise OSError(f"no node of {self!r} answered a metadata request: {problems}")
+
+    def leader(
+        self, topic: str, partition: int = 0, timeout: float = 15.0, *, running: bool = False
+    ) -> KafkaNode:
+        """The node that leads ``topic[partition]``, asking each running node in turn.
+
+        Waits up to ``timeout`` s while the topic is unknown (just created) or the
+        partition has no leader, then raises :class:`NoLeaderError` saying what the
+        nodes answered.  A killed leader stays the leader in the metadata until the
+        controller fences it (``broker.session.timeout.ms``, 4 s); with ``running`` the
+        wait goes on until the leader is a running node.
+        """
+        deadline = time.monotonic() + timeout
+        last = "no running node"
+        while True:
+            for node in self._running():
+                try:
+                    described = node.metadata([topic], timeout=2.0).topics.get(topic)
+                except (OSError, ValueError, struct.error) as exc:
+                    last = f"node {node.node_id}: {exc}"
+                    continue
+                if described is None or described.error_code:
+                    code = described.error_code if described is not None else -1
+                    last = f"node {node.node_id}: topic error {ERROR_NAMES.get(code, code)}"
+                elif partition not in described.partitions:
+                    last = (
+                        f"node {node.node_id}: the topic has partitions "
+                        f"{sorted(described.partitions)}"
+                    )
+                elif (leader := described.partitions[partition].leader) < 0:
+                    last = f"node {node.node_id}: no leader"
+                elif leader not in {n.node_id for n in self.nodes}:
+                    last = f"node {node.node_id}: leader {leader} is not a node of this cluster"
+                elif running and not self.node(leader).is_running:
+                    last = f"node {node.node_id}: leader {leader}, which is not running"
+                else:
+                    return self.node(leader)
+            if time.monotonic() >= deadline:
+                raise NoLeaderError(
+                    f"{topic}[{partition}] has no leader after {timeout:g} s ({last})"
+                )
+            time.sleep(0.1)
+
+    # -- ACLs
+
+    def grant(
+        self,
+        principal: str,
+        operations: Sequence[str],
+        *,
+        topic: str | None = None,
+        group: str | None = None,
+        cluster: bool = False,
+        prefixed: bool = False,
+        timeout: float = 30.0,
+    ) -> list[Acl]:
+        """Allow ``principal`` (``"User:alice"``, or just ``"alice"``) ``operations``
+        (``"read"``, ``"write"``, ``"describe"``, ``"create"``, ``"all"``, ...) on the
+        ``topic``, the ``group`` and/or the cluster; ``prefixed``: on every topic or
+        group whose name starts with the one given.  Returns the ACLs once every running
+        node's authorizer holds them (see :meth:`add_acls`)."""
+        if isinstance(operations, str):
+            operations = [operations]
+        if ":" not in principal:
+            principal = f"User:{principal}"
+        pattern = "prefixed" if prefixed else "literal"
+        resources = [("topic", topic), ("group", group)] + (
+            [("cluster", "kafka-cluster")] if cluster else []
+        )
+        acls = [
+            Acl(
+                principal,
+                operation.lower(),
+                kind,
+                name,
+                pattern if kind != "cluster" else "literal",
+            )
+            for kind, name in resources
+            if name is not None
+            for operation in operations
+        ]
+        if not acls:
+            raise ValueError("grant() needs a topic, a group or cluster=True")
+        self.add_acls(acls, timeout)
+        return acls
+
+    def add_acls(self, acls: Sequence[Acl], timeout: float = 30.0) -> None:
+        """Create ``acls`` (a CreateAcls request, logged in as the super user) and wait
+        until every running node's authorizer lists them, so that they are in force on
+        whichever node a client talks to.  Raises :class:`KafkaProtocolError` if the
+        cluster refuses one (``SECURITY_DISABLED`` without ``sasl_users``) and
+        :class:`KafkaHarnessError` if they do not show within ``timeout`` s."""
+        running = self._running()
+        if not running:
+            raise KafkaHarnessError(f"{self!r} has no running node to create ACLs on")
+        with running[0].connect(timeout) as connection:
+            connection.create_acls(acls)
+        wanted = set(acls)
+        deadline = time.monotonic() + timeout
+        for node in running:
+            while True:
+                with node.connect(timeout) as connection:
+                    missing = wanted - connection.describe_acls()
+                if not missing:
+                    break
+                if time.monotonic() >= deadline:
+                    raise KafkaHarnessError(
+                        f"node {node.node_id} does not list {sorted(map(str, missing))} "
+                        f"{timeout:g} s after they were created"
+                    )
+                time.sleep(0.05)

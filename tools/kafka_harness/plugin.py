@@ -5,6 +5,9 @@ Enable with ``pytest_plugins = ["tools.kafka_harness.plugin"]`` in ``tests/conft
 
 Fixtures (session scope, started on first use only):
 
+``kafka_jars``
+    The folder of the broker jars, once Java 17+ is found and the jars are downloaded;
+    starts nothing (for a test that starts brokers of its own).
 ``kafka_broker``
     A single-node cluster (:class:`tools.kafka_harness.KafkaCluster`, replication factor 1):
     ``.bootstrap_servers`` and ``.nodes[0]`` for ``stop()/kill()/restart()``.  With
@@ -13,6 +16,11 @@ Fixtures (session scope, started on first use only):
 ``kafka_cluster``
     A 3-node cluster (replication factor 3, ``min.insync.replicas=2``, no unclean leader
     election), always started by the harness.
+``kafka_sasl_broker``
+    A single node whose listeners take SASL_PLAINTEXT with SASL/PLAIN only, with the
+    StandardAuthorizer and no ACL: nothing is allowed but to the super user
+    (``.admin``, the brokers' own login).  One more user, ``alice``, password
+    ``.sasl_users["alice"]`` (it holds a ``/`` and a ``?``); ``.grant(...)`` adds ACLs.
 
 Marker ``kafka``: tests that need a broker; added automatically to tests using the
 fixtures, so ``-m "not kafka"`` deselects them.
@@ -21,13 +29,20 @@ Without Java 17+ or Maven (and no cached jars) the fixtures skip with the reason
 warning banner is printed at the end of the run.  With ``CI`` set to a true value or
 ``BUS_REQUIRE_KAFKA=1`` they fail instead (``BUS_REQUIRE_KAFKA=0`` allows skipping in CI).
 A broker that fails to start is an error showing the tail of its log.
+
+aiokafka's loggers are quieted for the whole run (:func:`tools.kafka_harness.quiet_repeats`):
+WARNING and above, each distinct message once per test; the captured log of a test's call
+ends with how many repeats were dropped.  ``bus`` and ``backends`` logs are left as they are.
 """
 
 from __future__ import annotations
 
+import logging
 import os
+import secrets
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import pytest
 
@@ -39,9 +54,10 @@ from tools.kafka_harness import (
     find_java,
     missing_prerequisites,
     probe_brokers,
+    quiet_repeats,
 )
 
-_FIXTURES = ("kafka_broker", "kafka_cluster")
+_FIXTURES = ("kafka_jars", "kafka_broker", "kafka_cluster", "kafka_sasl_broker")
 _TRUE = {"1", "true", "yes", "on"}
 _skip_reasons: list[str] = []
 
@@ -90,15 +106,28 @@ def _prepare() -> None:
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line(
         "markers",
-        "kafka: needs a real Kafka broker (kafka_broker/kafka_cluster fixtures of "
-        "kafka_harness.plugin); deselect with -m 'not kafka'",
+        "kafka: needs a real Kafka broker (kafka_broker/kafka_cluster/kafka_sasl_broker "
+        "fixtures of kafka_harness.plugin); deselect with -m 'not kafka'",
     )
+    quiet_repeats("aiokafka")
 
 
-def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    for item in items:
-        if any(name in _FIXTURES for name in getattr(item, "fixturenames", ())):
-            item.add_marker(pytest.mark.kafka)
+def pytest_runtest_setup(item: pytest.Item) -> None:
+    quiet_repeats("aiokafka").reset()  # each test shows each message once
+
+
+@pytest.hookimpl(wrapper=True, trylast=True)  # innermost: inside the call's log capture
+def pytest_runtest_call(item: pytest.Item) -> Iterator[None]:
+    try:
+        return (yield)
+    finally:
+        dropped = quiet_repeats("aiokafka").reset()
+        if dropped:
+            logging.getLogger("tools.kafka_harness").warning(
+                "%d repeated aiokafka log record(s) dropped while this test ran "
+                "(each distinct message is shown once)",
+                dropped,
+            )
 
 
 def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
@@ -111,6 +140,13 @@ def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
             "KAFKA_BOOTSTRAP_SERVERS; CI=true / BUS_REQUIRE_KAFKA=1 turn this into a failure.",
             yellow=True,
         )
+
+
+@pytest.fixture(scope="session")
+def kafka_jars() -> Path:
+    """The broker jars' folder; skips (or fails in CI) if Kafka cannot run here."""
+    _prepare()
+    return ensure_kafka_libs()
 
 
 @pytest.fixture(scope="session")
@@ -154,3 +190,15 @@ def kafka_cluster() -> Iterator[KafkaCluster]:
         # The last controller standing waits 5 s for a quorum that is gone before it
         # exits; its data is deleted anyway, so SIGKILL it sooner.
         cluster.stop(timeout=2.0)
+
+
+@pytest.fixture(scope="session")
+def kafka_sasl_broker() -> Iterator[KafkaCluster]:
+    """A running single node with SASL/PLAIN and the StandardAuthorizer (no ACLs)."""
+    _prepare()
+    cluster = KafkaCluster(1, sasl_users={"alice": f"a/b?{secrets.token_hex(8)}"})
+    try:
+        cluster.start()
+        yield cluster
+    finally:
+        cluster.stop()
