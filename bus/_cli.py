@@ -4,16 +4,26 @@
 Every command takes ``--url`` (default ``$BUS_URL``, else ``memory://``). Exit codes:
 0 success, 1 a runtime error (the broker refused, a timeout, a closed pipe), 2 a usage
 or configuration error (bad option, unknown URL scheme, bad topic name), 130 Ctrl-C.
-An expected error prints one line, ``bus: error: ...``, never a traceback; passwords
-in URLs are never printed (the core's messages mask them).
+Any error prints one line, ``bus: error: ...``, never a traceback; a bad number is
+refused by the parser (``error: argument --partition: ...``, exit 2) before anything is
+sent. Passwords in URLs are never printed: the core's messages mask them, and every
+line the command writes to stderr is masked again here.
+
+``produce``, ``consume`` and ``bench`` drive a backend through its blocking API, or
+through its asyncio API (``asyncio.run``) when it has no blocking one. What the two
+paths share is here once: argument parsing, the lines read from stdin, what is
+printed, when a consume stops; each I/O path is written out plainly.
 """
 
 from __future__ import annotations
 
 import argparse
+import asyncio
 import contextlib
+import functools
 import importlib.metadata
 import json
+import logging
 import os
 import re
 import secrets
@@ -21,17 +31,21 @@ import signal
 import sys
 import threading
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from types import FrameType
-from typing import Any, TextIO
+from typing import Any, NoReturn, TextIO
 from urllib.parse import unquote
 
+import attrs
+
 import bus
+from bus._checks import INT32_MAX, RANGES, check_topic
 from bus._demo import run_demo
 from bus._errors import BusError, ConfigError
 from bus._format import format_delivery, format_message
-from bus._message import Delivery
+from bus._message import Delivery, Message
 from bus._plugins import BackendInfo, registry
+from bus._url import ENV_VAR, is_secret_key, parse_url
 from bus.spi import CAPABILITIES
 
 EXIT_OK = 0
@@ -41,6 +55,8 @@ EXIT_INTERRUPTED = 130
 
 #: Longest a consumer poll blocks before the command looks at its stop flag again.
 _TICK = 0.25
+#: Most bytes read from stdin at once (less when less is there: a line typed is sent).
+_CHUNK = 65536
 
 _URL_HELP = "bus URL (default: $BUS_URL, else memory://)"
 
@@ -53,13 +69,56 @@ Use a broker that other processes can reach (kafka://host:9092) to pair them.
 # -- output ---------------------------------------------------------------------------------
 
 
+#: What this command must never print: the credentials in its URL (``--url``,
+#: ``$BUS_URL``, or anything on its command line that looks like a URL). Set by ``main``.
+_secrets: tuple[str, ...] = ()
+
+
+def _mask(text: str) -> str:
+    for secret in _secrets:
+        text = text.replace(secret, "***")
+    return text
+
+
 def _say(line: str, stream: TextIO | None = None) -> None:
     print(line, file=stream or sys.stdout, flush=True)
 
 
 def _warn(line: str) -> None:
     with contextlib.suppress(OSError):
-        print(f"bus: {line}", file=sys.stderr, flush=True)
+        print(f"bus: {_mask(line)}", file=sys.stderr, flush=True)
+
+
+class _OneLineLog(logging.Handler):
+    """What libraries log (the ``bus`` logger, aiokafka, asyncio) as one masked
+    ``bus: warning: ...`` line each, an exception as its type and message, never as a
+    traceback."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            text = record.getMessage()
+        except Exception:  # a library's bad format string is still worth a line
+            text = str(record.msg)
+        error = record.exc_info[1] if record.exc_info else None
+        if error is not None:
+            text += f" ({_describe(error)})"
+        _warn(f"{record.levelname.lower()}: {record.name}: {text}")
+
+
+def _describe(error: BaseException) -> str:
+    return f"{type(error).__name__}: {error}" if str(error) else type(error).__name__
+
+
+@contextlib.contextmanager
+def _quiet_libraries() -> Iterator[None]:
+    """Library log records as ``_OneLineLog`` lines while a command runs."""
+    handler = _OneLineLog(logging.WARNING)
+    root = logging.getLogger()
+    root.addHandler(handler)
+    try:
+        yield
+    finally:
+        root.removeHandler(handler)
 
 
 # -- entry point ----------------------------------------------------------------------------
@@ -68,14 +127,17 @@ def _warn(line: str) -> None:
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the ``bus`` command with ``argv`` (default ``sys.argv[1:]``); return the
     exit code. Never raises for expected errors: it prints one line to stderr."""
+    global _secrets
+    words = list(sys.argv[1:] if argv is None else argv)
+    _secrets = _secrets_of([os.environ.get(ENV_VAR, ""), *words])
     parser = build_parser()
     try:
-        args = parser.parse_args(argv)
+        args = parser.parse_args(words)
     except SystemExit as exc:  # --help, --version, usage errors: argparse printed them
         return exc.code if isinstance(exc.code, int) else EXIT_USAGE
-    secrets_ = _passwords(args.url if args.url is not None else os.environ.get("BUS_URL"))
     try:
-        return int(args.run(args))
+        with _quiet_libraries():
+            return int(args.run(args))
     except KeyboardInterrupt:
         _warn("interrupted")
         return EXIT_INTERRUPTED
@@ -84,24 +146,44 @@ def main(argv: Sequence[str] | None = None) -> int:
         _warn("error: output closed before everything was written (broken pipe)")
         return EXIT_RUNTIME
     except (ConfigError, TypeError, ValueError) as exc:
-        _warn(f"error: {_mask(str(exc), secrets_)}")
+        _warn(f"error: {exc}")
         return EXIT_USAGE
     except (BusError, OSError) as exc:
-        _warn(f"error: {_mask(str(exc), secrets_)}")
+        _warn(f"error: {exc}")
+        return EXIT_RUNTIME
+    except Exception as exc:  # a bug or an exhausted machine: still one line
+        _warn(f"error: unexpected {_describe(exc)}")
         return EXIT_RUNTIME
 
 
-def _passwords(url: str | None) -> list[str]:
-    """What looks like a password in ``url`` (``:secret@``), even in a malformed one,
-    raw and percent-decoded: a second guard besides the core's own masking."""
-    found = re.findall(r":([^:@/?#]+)@", url or "")
-    return sorted({*found, *map(unquote, found)}, key=len, reverse=True)
+#: ``scheme:[//]user:PASSWORD@...``: where a password may be in text that does not
+#: parse as a URL (everything between the user's ``:`` and the last ``@``).
+_CREDENTIALS = re.compile(r"^[^:]*:/*[^:/@]*:(.*)@")
 
 
-def _mask(text: str, passwords: Sequence[str]) -> str:
-    for password in passwords:
-        text = text.replace(password, "***")
-    return text
+def _secrets_of(words: Sequence[str]) -> tuple[str, ...]:
+    """The credentials in every word that may be a URL (``--url=kafka://...`` too), as
+    the core parses them (the password, query values whose names say secret) and as
+    written (percent-encoded), longest first."""
+    found: set[str] = set()
+    for word in words:
+        text = word.removeprefix("--url=").strip()
+        try:
+            url = parse_url(text)
+        except (ConfigError, TypeError):
+            url = None
+        raw = _CREDENTIALS.match(text)
+        if raw is not None and (url is None or url.password is not None):
+            found.add(raw[1])
+        if url is None:
+            continue
+        found.add(url.password or "")
+        found.update(value for key, value in url.query if is_secret_key(key))
+        for item in text.partition("?")[2].split("&"):
+            key, _, value = item.partition("=")
+            if is_secret_key(unquote(key)):
+                found.update((value, unquote(value)))
+    return tuple(sorted(found - {""}, key=len, reverse=True))
 
 
 def _drop_stdout() -> None:
@@ -113,9 +195,17 @@ def _drop_stdout() -> None:
         pass
 
 
+class _Parser(argparse.ArgumentParser):
+    """An ``ArgumentParser`` whose errors never show a password (a URL given where
+    another argument belongs is quoted back: ``unrecognized arguments: kafka://...``)."""
+
+    def error(self, message: str) -> NoReturn:
+        super().error(_mask(message))
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of ``bus`` and its subcommands."""
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="bus",
         description="polybus: one Producer/Consumer API, any transport chosen by URL.",
         epilog="Run 'bus COMMAND --help' for the options of a command.",
@@ -123,7 +213,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"bus (polybus) {bus.__version__}")
     parser.add_argument("--url", default=None, help=_URL_HELP)
     # Each subcommand takes --url too; SUPPRESS keeps a top-level --url when it has none.
-    url = argparse.ArgumentParser(add_help=False)
+    url = _Parser(add_help=False)
     url.add_argument("--url", default=argparse.SUPPRESS, help=_URL_HELP)
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
 
@@ -222,7 +312,65 @@ def _backends(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-# -- bus produce ----------------------------------------------------------------------------
+# -- argument types -------------------------------------------------------------------------
+# A bad value is refused while the arguments are parsed, so argparse prints it as
+# "error: argument --partition: must be 0 to 2147483647, not 2147483648" and exits 2:
+# before the command connects, reads stdin or sends anything.
+
+
+def _integer(low: int, high: int | None = None) -> Callable[[str], int]:
+    """An argument type: an integer from ``low`` to ``high`` (``None``: no upper bound)."""
+    shown = f"{low} to {high}" if high is not None else f"at least {low}"
+
+    def parse(text: str) -> int:
+        try:
+            number = int(text)
+        except ValueError:
+            quoted = repr(text) if len(text) <= 40 else repr(text[:37] + "...")
+            raise argparse.ArgumentTypeError(f"must be an integer, {shown}, not {quoted}") from None
+        if number < low or (high is not None and number > high):
+            raise argparse.ArgumentTypeError(f"must be {shown}, not {number}")
+        return number
+
+    return parse
+
+
+def _span(name: str) -> str:
+    low, high = RANGES[name]
+    return f"{low} to {high}"
+
+
+def _field(name: str) -> Callable[[str], int]:
+    """An argument type: an integer within the range of the message or topic field
+    ``name``, the one the API checks (``bus._checks.RANGES``)."""
+    return _integer(*RANGES[name])
+
+
+def _seconds(text: str) -> float:
+    """An argument type: a number of seconds, more than 0 and no more than a thread can
+    wait for (``threading.TIMEOUT_MAX``)."""
+    try:
+        number = float(text)
+    except ValueError:
+        number = float("nan")
+    if not 0 < number <= threading.TIMEOUT_MAX:
+        raise argparse.ArgumentTypeError(
+            f"must be a number of seconds > 0 and at most {threading.TIMEOUT_MAX:.0f}, not {text}"
+        )
+    return number
+
+
+def _topic(text: str) -> str:
+    try:
+        return check_topic(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def _separator(text: str) -> str:
+    if not text:
+        raise argparse.ArgumentTypeError("must not be empty")
+    return text
 
 
 def _header(value: str) -> tuple[str, bytes]:
@@ -230,6 +378,19 @@ def _header(value: str) -> tuple[str, bytes]:
     if not sep or not name:
         raise argparse.ArgumentTypeError(f"expected NAME=VALUE, got {value!r}")
     return name, data.encode()
+
+
+def _config(value: str) -> tuple[str, str]:
+    name, sep, data = value.partition("=")
+    if not sep or not name:
+        raise argparse.ArgumentTypeError(f"expected NAME=VALUE, got {value!r}")
+    return name, data
+
+
+_count = _integer(1)
+
+
+# -- bus produce ----------------------------------------------------------------------------
 
 
 def _add_produce(command: Any) -> None:
@@ -242,14 +403,20 @@ def _add_produce(command: Any) -> None:
         "At end of input it flushes and exits 0.",
         _MEMORY_NOTE,
     )
-    p.add_argument("topic", metavar="TOPIC")
+    p.add_argument("topic", type=_topic, metavar="TOPIC")
     p.add_argument(
         "--key-separator",
+        type=_separator,
         metavar="SEP",
         help="split each line at the first SEP into key and value ('k<SEP>v'); a line "
         "without SEP is an error",
     )
-    p.add_argument("--partition", type=int, metavar="N", help="write to partition N")
+    p.add_argument(
+        "--partition",
+        type=_field("partition"),
+        metavar="N",
+        help=f"write to partition N ({_span('partition')})",
+    )
     p.add_argument(
         "--header",
         type=_header,
@@ -273,63 +440,194 @@ def _add_produce(command: Any) -> None:
     p.set_defaults(run=_produce)
 
 
-def _lines(stream: TextIO) -> Iterator[bytes]:
+@attrs.define
+class _Lines:
+    """The records to send, from stdin's bytes fed chunk by chunk as they are read: one
+    a line, its line ending removed (a last line without one counts too), split at the
+    first ``separator`` into key and value when there is one."""
+
+    separator: str | None = None
+    _partial: list[bytes] = attrs.Factory(list)
+    _number: int = 0
+
+    def feed(self, chunk: bytes) -> Iterator[tuple[bytes | None, bytes]]:
+        """The ``(key, value)`` records of the lines ``chunk`` completes; ``b""`` (the
+        end of input) completes the last one. A line without the separator raises
+        ``ValueError`` in its turn, after the records before it."""
+        *complete, rest = chunk.split(b"\n")
+        if complete:
+            complete[0] = b"".join([*self._partial, complete[0]])
+            self._partial.clear()
+        if rest:
+            self._partial.append(rest)
+        elif not chunk and self._partial:
+            complete = [b"".join(self._partial)]
+            self._partial.clear()
+        return (self._record(line) for line in complete)
+
+    def _record(self, line: bytes) -> tuple[bytes | None, bytes]:
+        self._number += 1
+        line = line.removesuffix(b"\r")
+        if self.separator is None:
+            return None, line
+        key, found, value = line.partition(self.separator.encode())
+        if not found:
+            raise ValueError(f"line {self._number} has no key separator {self.separator!r}")
+        return key, value
+
+
+def _reader(stream: TextIO) -> Callable[[int], bytes]:
+    """``read(n)`` of ``stream``: up to ``n`` bytes, what is there without waiting for
+    more (a line typed at a terminal is sent at once); ``b""`` at the end. A real file
+    is read through its descriptor, which holds no lock a reading thread could keep
+    at the interpreter's exit."""
+    try:
+        return functools.partial(os.read, stream.fileno())
+    except (AttributeError, OSError, ValueError):  # no descriptor: a stream in memory
+        pass
     source = getattr(stream, "buffer", None)
-    if source is None:  # a text-only stream: take its text as UTF-8
-        for line in stream:
-            yield line.encode()
-    else:
-        yield from source
+    if source is None:  # a text-only stream: its text as UTF-8
+        return lambda size: stream.readline(size).encode()
+    return getattr(source, "read1", source.read)  # type: ignore[no-any-return]
+
+
+class _Reports:
+    """The delivery reports of ``produce --async``, from whichever thread or task the
+    backend calls them in: each printed as it arrives, failures counted. An error
+    writing to stdout is kept for ``check`` to raise (from a callback it would only be
+    logged)."""
+
+    def __init__(self) -> None:
+        self.failed = 0
+        self._broken: OSError | None = None
+        self._lock = threading.Lock()
+
+    def __call__(self, delivery: Delivery | None, error: BusError | None) -> None:
+        with self._lock:
+            if delivery is None:
+                self.failed += 1
+                _warn(f"error: delivery failed: {error}")
+            elif self._broken is None:
+                try:
+                    _say(format_delivery(delivery))
+                except OSError as exc:
+                    self._broken = exc
+
+    def check(self) -> None:
+        """Raise the error that stopped the printing, if one did."""
+        if self._broken is not None:
+            raise self._broken
+
+
+@attrs.define
+class _Produce:
+    """One ``bus produce``, as its arguments say: what both I/O paths need."""
+
+    topic: str
+    options: dict[str, Any]
+    sending: dict[str, Any]
+    enqueue: bool
+    lines: _Lines
+    reports: _Reports
+
+    @classmethod
+    def of(cls, args: argparse.Namespace) -> _Produce:
+        return cls(
+            topic=args.topic,
+            options={"acks": args.acks} if args.acks is not None else {},
+            sending={"headers": args.header, "partition": args.partition},
+            enqueue=args.enqueue,
+            lines=_Lines(args.key_separator),
+            reports=_Reports(),
+        )
 
 
 def _produce(args: argparse.Namespace) -> int:
-    separator = args.key_separator.encode() if args.key_separator is not None else None
-    if separator == b"":
-        raise ValueError("--key-separator must not be empty")
-    options = {"acks": args.acks} if args.acks is not None else {}
-    lock = threading.Lock()
-    failures: list[BusError] = []
+    job = _Produce.of(args)
+    with bus.connect(args.url) as b:
+        if "sync" in b.capabilities:
+            _produce_blocking(b, job)
+        else:
+            asyncio.run(_produce_asyncio(b, job))
+    return EXIT_RUNTIME if job.reports.failed else EXIT_OK
 
-    def report(delivery: Delivery | None, error: BusError | None) -> None:
-        with lock:
-            if delivery is not None:
-                _say(format_delivery(delivery))
-            else:
-                failures.append(error or BusError("delivery failed"))
-                _warn(f"error: delivery failed: {error}")
 
-    with bus.connect(args.url) as b, b.producer(**options) as producer:
-        for number, raw in enumerate(_lines(sys.stdin), 1):
-            line = raw.removesuffix(b"\n").removesuffix(b"\r")
-            key = None
-            if separator is not None:
-                key, found, line = line.partition(separator)
-                if not found:
-                    raise ValueError(f"line {number} has no key separator {args.key_separator!r}")
-            sending = {"key": key, "headers": args.header, "partition": args.partition}
-            if args.enqueue:
-                producer.enqueue(args.topic, line, on_delivery=report, **sending)
-            else:
-                _say(format_delivery(producer.send(args.topic, line, **sending)))
+def _produce_blocking(b: bus.Bus, job: _Produce) -> None:
+    read = _reader(sys.stdin)
+    with b.producer(**job.options) as producer:
+        while True:
+            chunk = read(_CHUNK)
+            for key, value in job.lines.feed(chunk):
+                if job.enqueue:
+                    producer.enqueue(
+                        job.topic, value, key=key, on_delivery=job.reports, **job.sending
+                    )
+                    job.reports.check()
+                else:
+                    _say(format_delivery(producer.send(job.topic, value, key=key, **job.sending)))
+            if not chunk:
+                break
         producer.flush()
-    return EXIT_RUNTIME if failures else EXIT_OK
+    job.reports.check()
+
+
+async def _produce_asyncio(b: bus.Bus, job: _Produce) -> None:
+    stdin = _StdinThread(_reader(sys.stdin))
+    async with b.async_producer(**job.options) as producer:
+        while True:
+            chunk = await stdin.read()
+            for key, value in job.lines.feed(chunk):
+                if job.enqueue:
+                    await producer.enqueue(
+                        job.topic, value, key=key, on_delivery=job.reports, **job.sending
+                    )
+                    job.reports.check()
+                else:
+                    delivery = await producer.send(job.topic, value, key=key, **job.sending)
+                    _say(format_delivery(delivery))
+            if not chunk:
+                break
+        await producer.flush()
+    job.reports.check()
+
+
+class _StdinThread:
+    """stdin for the asyncio path, read one chunk ahead by a daemon thread: the event
+    loop never blocks on input, and a Ctrl-C never waits for input that does not come
+    (a daemon thread does not hold up the interpreter's exit). Made in the loop."""
+
+    def __init__(self, read: Callable[[int], bytes]) -> None:
+        self._loop = asyncio.get_running_loop()
+        self._chunks: asyncio.Queue[bytes | Exception] = asyncio.Queue()
+        self._ahead = threading.Semaphore(1)
+        thread = threading.Thread(target=self._run, args=(read,), name="bus-stdin", daemon=True)
+        thread.start()
+
+    def _run(self, read: Callable[[int], bytes]) -> None:
+        while True:
+            self._ahead.acquire()
+            chunk: bytes | Exception
+            try:
+                chunk = read(_CHUNK)
+            except Exception as exc:
+                chunk = exc
+            try:
+                self._loop.call_soon_threadsafe(self._chunks.put_nowait, chunk)
+            except RuntimeError:  # the loop is closed: the command is over
+                return
+            if not isinstance(chunk, bytes) or not chunk:
+                return
+
+    async def read(self) -> bytes:
+        """The next chunk, ``b""`` at the end; raises what reading raised."""
+        chunk = await self._chunks.get()
+        self._ahead.release()
+        if isinstance(chunk, Exception):
+            raise chunk
+        return chunk
 
 
 # -- bus consume ----------------------------------------------------------------------------
-
-
-def _positive(value: str) -> int:
-    number = int(value)
-    if number < 1:
-        raise argparse.ArgumentTypeError(f"must be at least 1, not {number}")
-    return number
-
-
-def _seconds(value: str) -> float:
-    number = float(value)
-    if not number > 0:
-        raise argparse.ArgumentTypeError(f"must be a number of seconds > 0, not {value}")
-    return number
 
 
 def _add_consume(command: Any) -> None:
@@ -346,7 +644,7 @@ def _add_consume(command: Any) -> None:
         "(exit code 130; the consumer is closed cleanly).",
         _MEMORY_NOTE,
     )
-    p.add_argument("topics", nargs="+", metavar="TOPIC")
+    p.add_argument("topics", nargs="+", type=_topic, metavar="TOPIC")
     p.add_argument("--group", metavar="G", help="join consumer group G")
     p.add_argument(
         "--from-beginning",
@@ -354,7 +652,7 @@ def _add_consume(command: Any) -> None:
         help="start where no position is committed at the earliest offset "
         "(offset_reset=earliest); default: the latest",
     )
-    p.add_argument("--count", type=_positive, metavar="N", help="stop after N messages")
+    p.add_argument("--count", type=_count, metavar="N", help="stop after N messages")
     p.add_argument(
         "--timeout",
         type=_seconds,
@@ -367,7 +665,8 @@ def _add_consume(command: Any) -> None:
 class _StopFlag:
     """Turns the first SIGINT/SIGTERM into a flag the consume loop reads between polls
     (so the consumer is never interrupted inside the backend); a second one raises
-    ``KeyboardInterrupt`` as usual. Only in the main thread, where Python allows it."""
+    ``KeyboardInterrupt`` as usual. Only in the main thread, where Python allows it.
+    The same on both paths: ``asyncio.run`` leaves alone a SIGINT handler it finds."""
 
     SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
@@ -394,47 +693,84 @@ class _StopFlag:
         self._restore()
 
 
+@attrs.define
+class _Pace:
+    """When a consume stops (after ``limit`` messages, after ``idle`` seconds without
+    one, or once ``stop`` caught a signal) and what each poll asks for until then: at
+    most ``_TICK`` seconds, so a signal is seen soon."""
+
+    limit: int | None
+    idle: float | None
+    stop: _StopFlag
+    count: int = 0
+    _last: float = attrs.Factory(time.monotonic)
+    _idled: bool = False
+
+    def going(self) -> bool:
+        return (
+            self.stop.signum is None
+            and not self._idled
+            and (self.limit is None or self.count < self.limit)
+        )
+
+    def wanted(self) -> int:
+        return 500 if self.limit is None else min(500, self.limit - self.count)
+
+    def wait(self) -> float:
+        if self.idle is None:
+            return _TICK
+        return min(_TICK, max(0.0, self._last + self.idle - time.monotonic()))
+
+    def took(self, batch: list[Message]) -> None:
+        """Print what a poll returned and count it (or the idle time it took)."""
+        if batch:
+            for message in batch:
+                print(format_message(message))
+            sys.stdout.flush()
+            self.count += len(batch)
+            self._last = time.monotonic()
+        elif self.idle is not None and time.monotonic() - self._last >= self.idle:
+            self._idled = True
+
+
 def _consume(args: argparse.Namespace) -> int:
     options: dict[str, Any] = {"offset_reset": "earliest" if args.from_beginning else "latest"}
-    with (
-        _StopFlag() as stop,
-        bus.connect(args.url) as b,
-        b.consumer(*args.topics, group=args.group, **options) as consumer,
-    ):
-        count = _pump(consumer, args.count, args.timeout, stop)
-        if args.group is not None and count:
-            consumer.commit()  # what was printed is processed, the last batch too
+    with _StopFlag() as stop, bus.connect(args.url) as b:
+        if "sync" in b.capabilities:
+            count = _consume_blocking(b, args, options, stop)
+        else:
+            count = asyncio.run(_consume_asyncio(b, args, options, stop))
     if stop.signum is not None:
         _warn(f"interrupted after {count} message(s)")
         return 128 + stop.signum
     return EXIT_OK
 
 
-def _pump(consumer: bus.Consumer, limit: int | None, idle: float | None, stop: _StopFlag) -> int:
-    count = 0
-    last = time.monotonic()
-    while stop.signum is None and (limit is None or count < limit):
-        wait = _TICK if idle is None else min(_TICK, max(0.0, last + idle - time.monotonic()))
-        batch = consumer.poll_batch(500 if limit is None else min(500, limit - count), wait)
-        if batch:
-            for message in batch:
-                print(format_message(message))
-            sys.stdout.flush()
-            count += len(batch)
-            last = time.monotonic()
-        elif idle is not None and time.monotonic() - last >= idle:
-            break
-    return count
+def _consume_blocking(
+    b: bus.Bus, args: argparse.Namespace, options: dict[str, Any], stop: _StopFlag
+) -> int:
+    with b.consumer(*args.topics, group=args.group, **options) as consumer:
+        pace = _Pace(args.count, args.timeout, stop)
+        while pace.going():
+            pace.took(consumer.poll_batch(pace.wanted(), pace.wait()))
+        if args.group is not None and pace.count:
+            consumer.commit()  # what was printed is processed, the last batch too
+    return pace.count
+
+
+async def _consume_asyncio(
+    b: bus.Bus, args: argparse.Namespace, options: dict[str, Any], stop: _StopFlag
+) -> int:
+    async with b.async_consumer(*args.topics, group=args.group, **options) as consumer:
+        pace = _Pace(args.count, args.timeout, stop)
+        while pace.going():
+            pace.took(await consumer.poll_batch(pace.wanted(), pace.wait()))
+        if args.group is not None and pace.count:
+            await consumer.commit()  # what was printed is processed, the last batch too
+    return pace.count
 
 
 # -- bus topics -----------------------------------------------------------------------------
-
-
-def _config(value: str) -> tuple[str, str]:
-    name, sep, data = value.partition("=")
-    if not sep or not name:
-        raise argparse.ArgumentTypeError(f"expected NAME=VALUE, got {value!r}")
-    return name, data
 
 
 def _add_topics(command: Any, url: argparse.ArgumentParser) -> None:
@@ -450,9 +786,21 @@ def _add_topics(command: Any, url: argparse.ArgumentParser) -> None:
     listing.add_argument("--json", action="store_true", help="print JSON instead of a table")
     listing.set_defaults(run=_topics_list)
     create = actions.add_parser("create", parents=[url], help="create a topic")
-    create.add_argument("name", metavar="NAME")
-    create.add_argument("--partitions", type=_positive, default=1, metavar="N")
-    create.add_argument("--replication-factor", type=_positive, default=1, metavar="N")
+    create.add_argument("name", type=_topic, metavar="NAME")
+    create.add_argument(
+        "--partitions",
+        type=_field("partitions"),
+        default=1,
+        metavar="N",
+        help=f"number of partitions, {_span('partitions')} (default: 1)",
+    )
+    create.add_argument(
+        "--replication-factor",
+        type=_field("replication_factor"),
+        default=1,
+        metavar="N",
+        help=f"copies of each partition, {_span('replication_factor')} (default: 1)",
+    )
     create.add_argument(
         "--config",
         type=_config,
@@ -463,7 +811,7 @@ def _add_topics(command: Any, url: argparse.ArgumentParser) -> None:
     )
     create.set_defaults(run=_topics_create)
     delete = actions.add_parser("delete", parents=[url], help="delete a topic")
-    delete.add_argument("name", metavar="NAME")
+    delete.add_argument("name", type=_topic, metavar="NAME")
     delete.set_defaults(run=_topics_delete)
 
 
@@ -534,8 +882,9 @@ def _add_bench(command: Any) -> None:
         "throughput through the public API; the benchmark suite with its peers is\n"
         "'python -m bench.memory' in a source checkout.",
     )
-    p.add_argument("--count", type=_positive, default=10_000, metavar="N")
-    p.add_argument("--size", type=_positive, default=100, metavar="BYTES")
+    p.add_argument("--count", type=_count, default=10_000, metavar="N")
+    # A value longer than an int32 cannot be a Kafka record on any backend.
+    p.add_argument("--size", type=_integer(1, INT32_MAX), default=100, metavar="BYTES")
     p.add_argument("--timeout", type=_seconds, default=60.0, metavar="SECONDS")
     p.set_defaults(run=_bench)
 
@@ -556,19 +905,10 @@ def _bench(args: argparse.Namespace) -> int:
         if admin:
             b.create_topic(topic)
         try:
-            with b.producer() as producer:
-                start = time.perf_counter()
-                for _ in range(args.count):
-                    producer.enqueue(topic, value)
-                producer.flush(args.timeout)
-                _say(_rate("produce", args.count, args.size, time.perf_counter() - start))
-            with b.consumer(topic, offset_reset="earliest") as consumer:
-                start = time.perf_counter()
-                deadline = time.monotonic() + args.timeout
-                got = 0
-                while got < args.count and time.monotonic() < deadline:
-                    got += len(consumer.poll_batch(500, _TICK))
-                elapsed = time.perf_counter() - start
+            if "sync" in b.capabilities:
+                got, elapsed = _bench_blocking(b, topic, value, args)
+            else:
+                got, elapsed = asyncio.run(_bench_asyncio(b, topic, value, args))
             if got < args.count:
                 raise bus.TimeoutError(
                     f"read {got} of {args.count} messages back within {args.timeout} s"
@@ -579,3 +919,41 @@ def _bench(args: argparse.Namespace) -> int:
                 with contextlib.suppress(BusError):
                     b.delete_topic(topic)
     return EXIT_OK
+
+
+def _bench_blocking(
+    b: bus.Bus, topic: str, value: bytes, args: argparse.Namespace
+) -> tuple[int, float]:
+    """Produce (and print its rate), then consume: how many came back, in how long."""
+    with b.producer() as producer:
+        start = time.perf_counter()
+        for _ in range(args.count):
+            producer.enqueue(topic, value)
+        producer.flush(args.timeout)
+        _say(_rate("produce", args.count, args.size, time.perf_counter() - start))
+    with b.consumer(topic, offset_reset="earliest") as consumer:
+        start = time.perf_counter()
+        deadline = time.monotonic() + args.timeout
+        got = 0
+        while got < args.count and time.monotonic() < deadline:
+            got += len(consumer.poll_batch(500, _TICK))
+        return got, time.perf_counter() - start
+
+
+async def _bench_asyncio(
+    b: bus.Bus, topic: str, value: bytes, args: argparse.Namespace
+) -> tuple[int, float]:
+    """``_bench_blocking`` through the asyncio API."""
+    async with b.async_producer() as producer:
+        start = time.perf_counter()
+        for _ in range(args.count):
+            await producer.enqueue(topic, value)
+        await producer.flush(args.timeout)
+        _say(_rate("produce", args.count, args.size, time.perf_counter() - start))
+    async with b.async_consumer(topic, offset_reset="earliest") as consumer:
+        start = time.perf_counter()
+        deadline = time.monotonic() + args.timeout
+        got = 0
+        while got < args.count and time.monotonic() < deadline:
+            got += len(await consumer.poll_batch(500, _TICK))
+        return got, time.perf_counter() - start

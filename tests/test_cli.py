@@ -2,15 +2,22 @@
 
 Most tests call ``bus._cli.main(argv)`` in-process on a named memory broker that the
 test keeps open, so what the command writes is visible to the test (memory:// is
-shared within one process only). A few run the installed console script.
+shared within one process only). A few run the installed console script. Tests of
+``produce``, ``consume`` and ``bench`` run twice (``cli_url``): through the blocking
+API, and through the asyncio API of a backend that has no blocking one (the same
+memory broker, served by a copy of the memory backend without ``sync``). The last
+tests run both paths against a real Kafka broker (kafka://, aiokafka://).
 """
 
 from __future__ import annotations
 
+import contextlib
 import io
 import json
+import logging
 import os
 import re
+import select
 import shutil
 import signal
 import subprocess
@@ -20,13 +27,18 @@ import time
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
+import attrs
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 import bus
 from bus import _cli
+from bus._checks import RANGES, check_optional_int
 from bus._cli import main
-from bus._plugins import Registry, reset_registry
+from bus._plugins import Registry, registry, reset_registry
 from bus.spi import CAPABILITIES, Backend, BackendDescriptor
 
 CONSUMED = re.compile(r"^Partition:\d+, Offset:\d+, key:.*, value:.*$")
@@ -45,6 +57,52 @@ def url() -> Iterator[str]:
 def broker(url: str) -> Iterator[bus.Bus]:
     with bus.connect(url) as b:
         yield b
+
+
+class _AsyncOnly:
+    """The memory backend as ``asyncmemory://``, without its blocking API: the same
+    brokers (``asyncmemory://name`` is ``memory://name``), reachable only through asyncio."""
+
+    @staticmethod
+    @bus.hookimpl
+    def bus_register_backends() -> list[BackendDescriptor]:
+        memory = registry().backends["memory"].descriptor
+        return [
+            attrs.evolve(
+                memory,
+                name="asyncmemory",
+                schemes=("asyncmemory",),
+                capabilities=memory.capabilities - {"sync"},
+                fresh_url=None,
+            )
+        ]
+
+
+@pytest.fixture(params=["blocking", "asyncio"])
+def cli_url(request: pytest.FixtureRequest, url: str) -> Iterator[str]:
+    """The URL a command gets for the broker ``url``: ``url`` itself (the CLI uses the
+    blocking API), or the same broker through a backend with only the asyncio API."""
+    if request.param == "blocking":
+        yield url
+        return
+    reset_registry(Registry.load(plugins=[_AsyncOnly]))
+    try:
+        assert "sync" not in registry().backends["asyncmemory"].descriptor.capabilities
+        yield url.replace("memory://", "asyncmemory://")
+    finally:
+        reset_registry()
+
+
+#: Runs ``bus`` in a child process with ``asyncmemory://`` registered (argv: bus's).
+ASYNCMEMORY_BUS = f"""
+import sys
+from bus._plugins import Registry, reset_registry
+from bus._cli import main
+sys.path.insert(0, {str(Path(__file__).parent)!r})
+from test_cli import _AsyncOnly
+reset_registry(Registry.load(plugins=[_AsyncOnly]))
+raise SystemExit(main())
+"""
 
 
 def feed(monkeypatch: pytest.MonkeyPatch, data: bytes) -> None:
@@ -150,6 +208,79 @@ def test_password_is_never_printed(bad_url: str, capsys: pytest.CaptureFixture[s
     assert captured.err.startswith("bus: error: ")
 
 
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["topics", "list", "kafka://u:hunter2@127.0.0.1:1"],  # the URL without --url
+        ["kafka://u:hunter2@127.0.0.1:1"],  # the URL as the command
+        ["topics", "list", "--urls=kafka://u:hunter2@h:1"],  # a misspelt option
+        ["consume", "t", "--url", "kafka://u:hunter%32@h:1", "--count", "kafka://u:hunter%32@h"],
+        ["produce", "t", "--acks", "memory://x?sasl_password=hunter2"],
+    ],
+)
+def test_password_on_the_command_line_is_never_quoted_back(
+    argv: list[str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(argv) == 2
+    captured = capsys.readouterr()
+    assert "hunter" not in captured.out + captured.err
+    assert "***" in captured.err
+
+
+class _Failing(Backend):
+    """A backend whose client library fails the way they do: a raw exception, and log
+    records with tracebacks that quote the connection's URL."""
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+
+    def topics(self) -> dict[str, int]:
+        try:
+            raise ConnectionResetError(f"lost {self.url}")
+        except ConnectionResetError:
+            logging.getLogger("someclient").exception("retrying %s", self.url)
+        raise OverflowError(f"int too big to convert (talking to {self.url})")
+
+
+@pytest.fixture
+def failing_backend() -> Iterator[None]:
+    class Plugin:
+        @staticmethod
+        @bus.hookimpl
+        def bus_register_backends() -> list[BackendDescriptor]:
+            return [
+                BackendDescriptor(
+                    name="failing",
+                    schemes=("failing",),
+                    capabilities=frozenset({"sync", "admin"}),
+                    factory=lambda config: _Failing(
+                        f"failing://{config.url.username}:{config.url.password}@h"
+                    ),
+                )
+            ]
+
+    reset_registry(Registry.load(plugins=[Plugin]))
+    yield
+    reset_registry()
+
+
+@pytest.mark.usefixtures("failing_backend")
+def test_an_unexpected_exception_and_library_logs_are_one_masked_line_each(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("BUS_URL", "failing://alice:hunter2@h")
+    assert main(["topics", "list"]) == 1
+    err = capsys.readouterr().err
+    assert err.splitlines() == [
+        "bus: error: someclient: retrying failing://alice:***@h "
+        "(ConnectionResetError: lost failing://alice:***@h)",
+        "bus: error: unexpected OverflowError: int too big to convert "
+        "(talking to failing://alice:***@h)",
+    ]
+    assert main(["topics", "list"]) == 1
+    assert len(capsys.readouterr().err.splitlines()) == 2  # the log handler was taken off
+
+
 def test_invalid_topic_name_exits_2(url: str, capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["topics", "create", "bad topic!", "--url", url]) == 2
     assert "invalid topic name 'bad topic!'" in capsys.readouterr().err
@@ -191,6 +322,115 @@ def test_script_help_and_python_dash_m() -> None:
         check=False,
     )
     assert (version.returncode, version.stdout) == (0, f"bus (polybus) {bus.__version__}\n")
+
+
+# -- numbers: refused while parsing, naming the option and its range ------------------------
+
+#: Every integer option: the command line before it, the option, its range (None: none).
+INTEGER_OPTIONS = [
+    (["produce", "t"], "--partition", *RANGES["partition"]),
+    (["topics", "create", "t"], "--partitions", *RANGES["partitions"]),
+    (["topics", "create", "t"], "--replication-factor", *RANGES["replication_factor"]),
+    (["consume", "t"], "--count", 1, None),
+    (["bench"], "--count", 1, None),
+    (["bench"], "--size", 1, 2**31 - 1),
+]
+#: The API's name of the field an option sets, where the API checks it too.
+FIELDS = {"--partition": "partition", "--partitions": "partitions"}
+FIELDS["--replication-factor"] = "replication_factor"
+
+
+def _run(argv: list[str]) -> tuple[int, str, str]:
+    """``main(argv)`` with what it writes (for Hypothesis, which cannot take capsys)."""
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        code = main(argv)
+    return code, out.getvalue(), err.getvalue()
+
+
+@pytest.mark.parametrize("number", [2**31, 2**63, -1, 10**30])
+def test_a_partition_out_of_range_is_refused_before_anything_is_read_or_sent(
+    number: int, url: str, broker: bus.Bus, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    stdin = io.TextIOWrapper(io.BytesIO(b"never sent\n"))
+    monkeypatch.setattr(sys, "stdin", stdin)
+    code, out, err = _run(["produce", "t", "--url", url, "--partition", str(number)])
+    assert (code, out) == (2, "")
+    low, high = RANGES["partition"]
+    assert err.startswith("usage: bus produce ")
+    assert err.splitlines()[-1] == (
+        f"bus produce: error: argument --partition: must be {low} to {high}, not {number}"
+    )
+    assert "Traceback" not in err
+    assert stdin.buffer.tell() == 0  # stdin not even read
+    assert "t" not in broker.topics()
+
+
+@settings(max_examples=200, deadline=None)
+@given(data=st.data())
+def test_property_an_integer_option_takes_its_range_or_exits_2_naming_it(
+    data: st.DataObject,
+) -> None:
+    command, option, low, high = data.draw(st.sampled_from(INTEGER_OPTIONS))
+    edges = [low - 1, low, low + 1] + ([high - 1, high, high + 1] if high is not None else [])
+    number = data.draw(st.one_of(st.sampled_from(edges), st.integers()))
+    argv = [*command, option, str(number)]
+    if low <= number and (high is None or number <= high):
+        assert getattr(_cli.build_parser().parse_args(argv), option[2:].replace("-", "_")) == number
+        if option in FIELDS:  # and the API takes it too: one range, not two
+            assert check_optional_int(number, FIELDS[option]) == number
+        return
+    code, out, err = _run(argv)
+    shown = f"{low} to {high}" if high is not None else f"at least {low}"
+    assert (code, out) == (2, "")
+    assert err.splitlines()[-1].endswith(
+        f": error: argument {option}: must be {shown}, not {number}"
+    )
+    assert "Traceback" not in err
+
+
+@pytest.mark.parametrize("command, option, low, high", INTEGER_OPTIONS)
+@pytest.mark.parametrize("text", ["x", "1.5", "1e3", ""])
+def test_an_integer_option_refuses_what_is_not_an_integer(
+    command: list[str], option: str, low: int, high: int | None, text: str
+) -> None:
+    code, out, err = _run([*command, f"{option}={text}"])
+    assert (code, out) == (2, "")
+    assert f": error: argument {option}: must be an integer, " in err.splitlines()[-1]
+
+
+@pytest.mark.parametrize("command", [["consume", "t"], ["demo"], ["bench"]])
+@pytest.mark.parametrize("text", ["0", "-1", "nan", "inf", "1e300", "soon"])
+def test_a_timeout_must_be_seconds_a_thread_can_wait(command: list[str], text: str) -> None:
+    code, out, err = _run([*command, f"--timeout={text}"])
+    assert (code, out) == (2, "")
+    assert err.splitlines()[-1].endswith(
+        f": error: argument --timeout: must be a number of seconds > 0 and at most "
+        f"{threading.TIMEOUT_MAX:.0f}, not {text}"
+    )
+
+
+def test_an_empty_key_separator_is_refused_while_parsing() -> None:
+    code, _, err = _run(["produce", "t", "--key-separator="])
+    assert code == 2
+    assert err.splitlines()[-1] == "bus produce: error: argument --key-separator: must not be empty"
+
+
+def test_docs_cli_md_gives_the_ranges_the_api_checks() -> None:
+    text = (Path(__file__).parents[1] / "docs" / "cli.md").read_text()
+    for field in ("partition", "partitions", "replication_factor"):
+        low, high = RANGES[field]
+        assert f"{low} to {high}" in text, field
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [["produce", "bad topic!"], ["consume", "ok", "bad topic!"], ["topics", "delete", "a/b"]],
+)
+def test_a_bad_topic_name_is_refused_while_parsing(argv: list[str]) -> None:
+    code, _, err = _run(argv)
+    assert code == 2
+    assert re.search(r": error: argument (TOPIC|NAME): invalid topic name '", err)
 
 
 # -- bus backends ---------------------------------------------------------------------------
@@ -289,11 +529,14 @@ def test_script_backends_lists_memory() -> None:
 
 
 def test_produce_prints_partition_and_offset(
-    url: str, broker: bus.Bus, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+    cli_url: str,
+    broker: bus.Bus,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
 ) -> None:
     broker.create_topic("lines", partitions=1)
     feed(monkeypatch, b"Hello World!\n\nlast line without newline")
-    assert main(["produce", "lines", "--url", url]) == 0
+    assert main(["produce", "lines", "--url", cli_url]) == 0
     assert lines(capsys.readouterr().out) == [
         "Partition:0, Offset:0",
         "Partition:0, Offset:1",
@@ -304,11 +547,14 @@ def test_produce_prints_partition_and_offset(
 
 
 def test_produce_with_keys_headers_and_partition(
-    url: str, broker: bus.Bus, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+    cli_url: str,
+    broker: bus.Bus,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
 ) -> None:
     broker.create_topic("keyed", partitions=3)
     feed(monkeypatch, b"k1:v1\r\nk2:v:2\n")
-    argv = ["produce", "keyed", "--url", url, "--key-separator", ":", "--partition", "2"]
+    argv = ["produce", "keyed", "--url", cli_url, "--key-separator", ":", "--partition", "2"]
     argv += ["--header", "h=1", "--header", "h=2", "--acks", "1"]
     assert main(argv) == 0
     assert lines(capsys.readouterr().out) == ["Partition:2, Offset:0", "Partition:2, Offset:1"]
@@ -321,20 +567,24 @@ def test_produce_with_keys_headers_and_partition(
 
 
 def test_produce_async_prints_every_delivery(
-    url: str, broker: bus.Bus, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+    cli_url: str,
+    broker: bus.Bus,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
 ) -> None:
     broker.create_topic("fast", partitions=1)
     feed(monkeypatch, b"".join(b"line %d\n" % i for i in range(5)))
-    assert main(["produce", "fast", "--url", url, "--async"]) == 0
+    assert main(["produce", "fast", "--url", cli_url, "--async"]) == 0
     out = lines(capsys.readouterr().out)
     assert sorted(out) == [f"Partition:0, Offset:{i}" for i in range(5)]
+    assert [m.value for m in read_all(broker, "fast", 5)] == [b"line %d" % i for i in range(5)]
 
 
 def test_produce_line_without_separator_exits_2(
-    url: str, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+    cli_url: str, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
     feed(monkeypatch, b"k:v\nno separator here\n")
-    assert main(["produce", "t", "--url", url, "--key-separator", ":"]) == 2
+    assert main(["produce", "t", "--url", cli_url, "--key-separator", ":"]) == 2
     captured = capsys.readouterr()
     assert captured.out == "Partition:0, Offset:0\n"
     assert captured.err == "bus: error: line 2 has no key separator ':'\n"
@@ -380,11 +630,86 @@ def test_script_broken_pipe_is_one_line(tmp_path: Path) -> None:
     assert err == "bus: error: output closed before everything was written (broken pipe)\n"
 
 
+def test_produce_sends_each_line_as_it_is_read(
+    cli_url: str,
+    broker: bus.Bus,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """A line typed at a terminal (or written by a slow program) goes out at once, not
+    when more input comes."""
+    broker.create_topic("typed", partitions=1)
+    read_end, write_end = os.pipe()
+    monkeypatch.setattr(sys, "stdin", os.fdopen(read_end))
+    sent_before_the_next_line: list[int] = []
+
+    def type_lines() -> None:
+        with os.fdopen(write_end, "wb", buffering=0) as terminal:
+            terminal.write(b"first\n")
+            sent_before_the_next_line.append(len(read_all(broker, "typed", 1)))
+            terminal.write(b"second\n")
+
+    typist = threading.Thread(target=type_lines)
+    typist.start()
+    try:
+        assert main(["produce", "typed", "--url", cli_url]) == 0
+    finally:
+        typist.join()
+    assert sent_before_the_next_line == [1]
+    assert lines(capsys.readouterr().out) == ["Partition:0, Offset:0", "Partition:0, Offset:1"]
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="POSIX signals")
+@pytest.mark.parametrize("api", ["blocking", "asyncio"])
+def test_script_produce_ctrl_c_while_waiting_for_input_exits_130(api: str) -> None:
+    command = [bus_script(), "produce", "t", "--url", "memory://"]
+    if api == "asyncio":
+        command = [sys.executable, "-c", ASYNCMEMORY_BUS, "produce", "t"]
+        command += ["--url", "asyncmemory://"]
+    process = subprocess.Popen(
+        command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE
+    )
+    assert process.stdin is not None and process.stdout is not None
+    assert process.stderr is not None
+    try:
+        process.stdin.write(b"one\n")
+        process.stdin.flush()
+        assert process.stdout.readline() == b"Partition:0, Offset:0\n"  # now waiting for more
+        process.send_signal(signal.SIGINT)
+        assert process.wait(timeout=30) == 130
+        assert process.stderr.read() == b"bus: interrupted\n"
+    finally:
+        process.kill()
+        process.communicate()
+
+
+@pytest.mark.parametrize("api", ["blocking", "asyncio"])
+def test_script_broken_pipe_with_async_delivery_reports_is_one_line(
+    api: str, tmp_path: Path
+) -> None:
+    data = tmp_path / "many.txt"
+    data.write_bytes(b"x\n" * 200_000)
+    command = [bus_script(), "produce", "t", "--async"]
+    if api == "asyncio":
+        command = [sys.executable, "-c", ASYNCMEMORY_BUS, "produce", "t", "--async"]
+        command += ["--url", "asyncmemory://"]
+    with data.open("rb") as stdin:
+        process = subprocess.Popen(
+            command, stdin=stdin, stdout=subprocess.PIPE, stderr=subprocess.PIPE
+        )
+        assert process.stdout is not None and process.stderr is not None
+        assert process.stdout.readline().startswith(b"Partition:0, Offset:")
+        process.stdout.close()
+        err = process.stderr.read().decode()
+        assert process.wait(timeout=60) == 1
+    assert err == "bus: error: output closed before everything was written (broken pipe)\n"
+
+
 # -- bus consume ----------------------------------------------------------------------------
 
 
 def test_consume_prints_the_seed_format(
-    url: str, broker: bus.Bus, capsys: pytest.CaptureFixture[str]
+    cli_url: str, broker: bus.Bus, capsys: pytest.CaptureFixture[str]
 ) -> None:
     broker.create_topic("seed", partitions=1)
     with broker.producer() as producer:
@@ -392,7 +717,7 @@ def test_consume_prints_the_seed_format(
         producer.send("seed", b"v\xff", key=b"k\xfe")
         producer.send("seed", None, key=b"tombstone")
         producer.send("seed", b"not read: --count 3")
-    assert main(["consume", "seed", "--url", url, "--from-beginning", "--count", "3"]) == 0
+    assert main(["consume", "seed", "--url", cli_url, "--from-beginning", "--count", "3"]) == 0
     out = lines(capsys.readouterr().out)
     assert out == [
         "Partition:0, Offset:0, key:, value:Hello World!",
@@ -403,23 +728,23 @@ def test_consume_prints_the_seed_format(
 
 
 def test_consume_stops_after_idle_timeout(
-    url: str, broker: bus.Bus, capsys: pytest.CaptureFixture[str]
+    cli_url: str, broker: bus.Bus, capsys: pytest.CaptureFixture[str]
 ) -> None:
     broker.create_topic("quiet", partitions=2)
     start = time.monotonic()
-    assert main(["consume", "quiet", "--url", url, "--timeout", "0.3"]) == 0
+    assert main(["consume", "quiet", "--url", cli_url, "--timeout", "0.3"]) == 0
     assert 0.3 <= time.monotonic() - start < 10
     assert capsys.readouterr().out == ""
 
 
 def test_consume_several_topics(
-    url: str, broker: bus.Bus, capsys: pytest.CaptureFixture[str]
+    cli_url: str, broker: bus.Bus, capsys: pytest.CaptureFixture[str]
 ) -> None:
     for topic in ("one", "two"):
         broker.create_topic(topic)
         with broker.producer() as producer:
             producer.send(topic, topic.encode())
-    argv = ["consume", "one", "two", "--url", url, "--from-beginning", "--count", "2"]
+    argv = ["consume", "one", "two", "--url", cli_url, "--from-beginning", "--count", "2"]
     assert main(argv) == 0
     assert sorted(lines(capsys.readouterr().out)) == [
         "Partition:0, Offset:0, key:, value:one",
@@ -428,13 +753,13 @@ def test_consume_several_topics(
 
 
 def test_consume_with_group_commits_what_it_printed(
-    url: str, broker: bus.Bus, capsys: pytest.CaptureFixture[str]
+    cli_url: str, broker: bus.Bus, capsys: pytest.CaptureFixture[str]
 ) -> None:
     broker.create_topic("orders", partitions=1)
     with broker.producer() as producer:
         for i in range(3):
             producer.send("orders", b"order-%d" % i)
-    argv = ["consume", "orders", "--url", url, "--group", "billing", "--from-beginning"]
+    argv = ["consume", "orders", "--url", cli_url, "--group", "billing", "--from-beginning"]
     assert main([*argv, "--count", "2"]) == 0
     assert lines(capsys.readouterr().out) == [
         "Partition:0, Offset:0, key:, value:order-0",
@@ -446,7 +771,7 @@ def test_consume_with_group_commits_what_it_printed(
 
 
 def test_consume_reads_messages_sent_while_it_runs(
-    url: str, broker: bus.Bus, capsys: pytest.CaptureFixture[str]
+    cli_url: str, broker: bus.Bus, capsys: pytest.CaptureFixture[str]
 ) -> None:
     broker.create_topic("live", partitions=3)
     stop = threading.Event()
@@ -461,7 +786,7 @@ def test_consume_reads_messages_sent_while_it_runs(
     thread = threading.Thread(target=produce)
     thread.start()
     try:
-        assert main(["consume", "live", "--url", url, "--count", "5", "--timeout", "20"]) == 0
+        assert main(["consume", "live", "--url", cli_url, "--count", "5", "--timeout", "20"]) == 0
     finally:
         stop.set()
         thread.join()
@@ -489,7 +814,7 @@ def _sigint_when_handled(handled: Callable[[], bool]) -> threading.Thread:
 
 @pytest.mark.skipif(sys.platform == "win32", reason="POSIX signals")
 def test_consume_ctrl_c_closes_cleanly_and_exits_130(
-    url: str, broker: bus.Bus, capsys: pytest.CaptureFixture[str]
+    cli_url: str, broker: bus.Bus, capsys: pytest.CaptureFixture[str]
 ) -> None:
     broker.create_topic("waiting", partitions=1)
     with broker.producer() as producer:
@@ -502,7 +827,7 @@ def test_consume_ctrl_c_closes_cleanly_and_exits_130(
 
     before = signal.getsignal(signal.SIGINT)
     thread = _sigint_when_handled(handled)
-    argv = ["consume", "waiting", "--url", url, "--group", "g", "--from-beginning"]
+    argv = ["consume", "waiting", "--url", cli_url, "--group", "g", "--from-beginning"]
     assert main(argv) == 130
     thread.join()
     captured = capsys.readouterr()
@@ -577,11 +902,86 @@ def test_topics_create_list_delete(url: str, capsys: pytest.CaptureFixture[str])
 # -- bus bench ------------------------------------------------------------------------------
 
 
-def test_bench_round_trip(url: str, capsys: pytest.CaptureFixture[str]) -> None:
-    assert main(["bench", "--url", url, "--count", "2000", "--size", "10"]) == 0
+def test_bench_round_trip(cli_url: str, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["bench", "--url", cli_url, "--count", "2000", "--size", "10"]) == 0
     out = lines(capsys.readouterr().out)
     assert len(out) == 2
     for line, what in zip(out, ("produce", "consume"), strict=True):
         assert re.fullmatch(
             rf"{what}: 2000 messages of 10 bytes in [\d.]+ ms: [\d,]+ msg/s, [\d.]+ MB/s", line
         ), line
+
+
+# -- on a real Kafka broker: both Kafka backends, blocking and asyncio ----------------------
+
+
+@pytest.fixture(params=["kafka", "aiokafka"])
+def kafka_url(request: pytest.FixtureRequest, kafka_broker: Any) -> str:
+    return f"{request.param}://{kafka_broker.bootstrap_servers}"
+
+
+def _bus(*argv: str, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [bus_script(), *argv], input=stdin, capture_output=True, text=True, timeout=120, check=False
+    )
+
+
+def _read_line(process: subprocess.Popen[str], timeout: float) -> str:
+    """The next line ``process`` prints, waiting at most ``timeout`` seconds for it."""
+    assert process.stdout is not None
+    ready, _, _ = select.select([process.stdout], [], [], timeout)
+    assert ready, f"no output within {timeout} s"
+    return process.stdout.readline()
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="POSIX signals")
+def test_produce_and_consume_in_a_group_across_processes_on_kafka(kafka_url: str) -> None:
+    """kafka:// through the blocking API, aiokafka:// through the asyncio one: the same
+    lines, the same keyed partitions, and a SIGTERM that commits what was printed."""
+    topic = f"cli-{uuid.uuid4().hex[:10]}"
+    group = f"g-{topic}"
+    with bus.connect(kafka_url) as b:
+        b.create_topic(topic, partitions=3)
+    produced = _bus(
+        "produce",
+        topic,
+        "--url",
+        kafka_url,
+        "--key-separator",
+        ":",
+        stdin="k1:one\nk2:two\nk3:three\n",
+    )
+    assert produced.returncode == 0, produced.stderr
+    assert all(re.fullmatch(r"Partition:\d, Offset:\d", ln) for ln in lines(produced.stdout))
+    assert len(lines(produced.stdout)) == 3
+
+    in_group = ["consume", topic, "--url", kafka_url, "--group", group]
+    consumed = _bus(*in_group, "--from-beginning", "--count", "3", "--timeout", "60")
+    assert consumed.returncode == 0, consumed.stderr
+    got = lines(consumed.stdout)
+    assert sorted(ln.split("value:")[1] for ln in got) == ["one", "three", "two"]
+    for line in got:
+        key = line.split("key:")[1].split(",")[0]
+        partition = int(line.split(",")[0].removeprefix("Partition:"))
+        assert partition == bus.murmur2_partition(key.encode(), 3)
+
+    # A consume with no end, stopped by SIGTERM once it printed a message: it commits it.
+    process = subprocess.Popen(
+        [bus_script(), *in_group], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
+    try:
+        assert _bus("produce", topic, "--url", kafka_url, stdin="four\n").returncode == 0
+        assert _read_line(process, 60).endswith(", key:, value:four\n")
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(timeout=60) == 128 + signal.SIGTERM
+        assert process.stderr is not None
+        err = process.stderr.read()
+        assert err.endswith("bus: interrupted after 1 message(s)\n")
+        assert "Traceback" not in err
+    finally:
+        process.kill()
+        process.communicate()
+    assert _bus("produce", topic, "--url", kafka_url, stdin="five\n").returncode == 0
+    after = _bus(*in_group, "--count", "1", "--timeout", "60")
+    assert after.returncode == 0, after.stderr
+    assert lines(after.stdout)[0].endswith(", key:, value:five")  # not "four" again
