@@ -6,12 +6,13 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 PIP    := $(BIN)/python -m pip
 
-.PHONY: help demo test lint typecheck unit bench docs kafka-up kafka-down kafka-fetch clean
+.PHONY: help demo test lint typecheck unit bench reliability docs kafka-up kafka-down kafka-fetch clean
 
 help:
 	@echo "make demo        run 'bus demo' on the in-memory backend (creates .venv)"
 	@echo "make test        lint, type-check and run every test (starts Kafka itself)"
 	@echo "make bench       run the benchmarks, write bench/results/latest.json"
+	@echo "make reliability run the fault scenarios on real brokers, write bench/results/reliability.json"
 	@echo "make docs        build the user docs with mkdocs --strict"
 	@echo "make kafka-up    start one local Kafka broker, print its bootstrap address"
 	@echo "make kafka-down  stop it"
@@ -57,6 +58,9 @@ bench: $(VENV)/.bench
 	$(BIN)/python -m bench.memory
 	$(BIN)/python -m bench.kafka
 	$(BIN)/python -m bench.aiokafka
+
+reliability: $(VENV)/.dev
+	$(BIN)/python -m tools.faults --rounds 3
 
 docs: $(VENV)/.docs
 	$(BIN)/mkdocs build --strict -d site

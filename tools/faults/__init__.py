@@ -189,7 +189,7 @@ def leader_kill(cluster: KafkaCluster, scheme: str, messages: int = 3000) -> Out
     topic = _topic("leader")
     reports = Reports()
     with _api(url, scheme) as api:
-        api.bus.create_topic(topic, partitions=1, replication=3)
+        api.bus.create_topic(topic, partitions=1, replication_factor=3)
         producer = api.producer(acks="all", idempotent=True, linger_ms=5)
         producer.send(topic, b"-1", partition=0, timeout=30)  # connected, leader known
         victim = cluster.leader(topic, 0)
@@ -393,7 +393,7 @@ def member_kill(
     topic = _topic("member")
     group = f"g-{topic}"
     with _api(url, scheme) as api:
-        api.bus.create_topic(topic, partitions=3, replication=min(3, len(cluster.nodes)))
+        api.bus.create_topic(topic, partitions=3, replication_factor=min(3, len(cluster.nodes)))
         producer = api.producer()
         deliveries = producer.send_batch([bus.Message(topic, b"%d" % i) for i in range(messages)])
         producer.close()
@@ -448,7 +448,7 @@ def close_during_join(cluster: KafkaCluster, scheme: str, session_timeout: float
     topic = _topic("join")
     group = f"g-{topic}"
     with _api(url, scheme) as api:
-        api.bus.create_topic(topic, partitions=2, replication=min(3, len(cluster.nodes)))
+        api.bus.create_topic(topic, partitions=2, replication_factor=min(3, len(cluster.nodes)))
         producer = api.producer()
         producer.send_batch([bus.Message(topic, b"%d" % i, partition=i % 2) for i in range(10)])
         producer.close()
