@@ -11,6 +11,17 @@ _AUTHORIZATION = (
     ak.TopicAuthorizationFailedError,
     ak.GroupAuthorizationFailedError,
     ak.ClusterAuthorizationFailedError,
+    ak.TransactionalIdAuthorizationFailed,
+    ak.DelegationTokenAuthorizationFailed,
+)
+# The broker refused the login itself; the SASL mechanism errors are authentication
+# failures too, as in the Java client (subclasses of AuthenticationException there).
+_AUTHENTICATION = (
+    ak.SaslAuthenticationFailed,
+    ak.AuthenticationFailedError,
+    ak.AuthenticationMethodNotSupported,
+    ak.UnsupportedSaslMechanismError,
+    ak.IllegalSaslStateError,
 )
 _REBALANCING = (
     ak.CommitFailedError,
@@ -40,7 +51,7 @@ def mapped(exc: BaseException, context: str, what: str = "") -> bus.BusError:
         error = bus.MessageTooLarge(message, retriable=False)
     elif isinstance(exc, _AUTHORIZATION):
         error = bus.AuthorizationError(message)
-    elif isinstance(exc, (ak.SaslAuthenticationFailed, ak.AuthenticationFailedError)):
+    elif isinstance(exc, _AUTHENTICATION):
         error = bus.AuthenticationError(message)
     elif isinstance(exc, ak.UnknownTopicOrPartitionError):
         error = bus.UnknownTopicError(message)
