@@ -250,26 +250,12 @@ _BOOTSTRAP = (
     "and raises a bare KafkaConnectionError('Unable to bootstrap'): the backend must learn why"
 )
 WRONG_PASSWORD_GAPS = {
-    ("kafka", "send"): "the producer sets no error_cb: librdkafka's _AUTHENTICATION goes "
-    "unseen and send() waits out its timeout (bus.TimeoutError)",
-    ("kafka", "poll"): "a consumer without a group calls list_topics(timeout=10) unbounded "
-    "and unmapped: a raw KafkaException(_TRANSPORT) after 10 s",
-    ("kafka", "poll_group"): "error_cb's _AUTHENTICATION goes to on_error only; poll() "
-    "returns None",
-    ("kafka", "create_topic"): "the AdminClient sets no error_cb, and create_topic lets the "
-    "builtin TimeoutError of future.result() escape, without a message",
     ("aiokafka", "send"): f"{_BOOTSTRAP} (DeliveryError)",
     ("aiokafka", "poll"): f"{_BOOTSTRAP}; poll() tells on_error 'could not start', returns None",
     ("aiokafka", "poll_group"): f"{_BOOTSTRAP}; poll() tells on_error, returns None",
     ("aiokafka", "create_topic"): f"{_BOOTSTRAP} (BusError)",
 }
 DENIED_GAPS = {
-    ("kafka", "poll"): "without a group, a topic whose metadata says TOPIC_AUTHORIZATION_FAILED "
-    "is skipped as missing; on_error hears only of the placeholder group's FindCoordinator",
-    ("kafka", "poll_group"): "the TOPIC_AUTHORIZATION_FAILED consumer error goes to on_error "
-    "only; poll() returns None",
-    ("kafka", "poll_in_a_denied_group"): "error_cb's GROUP_AUTHORIZATION_FAILED goes to "
-    "on_error only; poll() returns None",
     ("aiokafka", "poll"): "without a group, aiokafka's cluster.unauthorized_topics is never "
     "looked at: poll() returns None and on_error hears nothing",
     ("aiokafka", "poll_group"): "the subscription waits on a topic in cluster.unauthorized_topics "

@@ -23,7 +23,7 @@ from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.admin import NewTopic as AIONewTopic
 from aiokafka.errors import CommitFailedError
 from aiokafka.structs import TopicPartition as AIOTopicPartition
-from confluent_kafka import Consumer, KafkaError, Message, Producer, TopicPartition
+from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient
 from confluent_kafka.cimpl import NewTopic
 
@@ -128,10 +128,21 @@ def consume(consumer: Consumer, count: int, timeout: float = 60) -> list[Message
 def committed_offsets(
     bootstrap: str, group: str, topic: str, partitions: int = PARTITIONS
 ) -> dict[int, int]:
-    """The group's committed offsets, read by a separate consumer instance."""
+    """The group's committed offsets, read by a separate consumer instance. Right after
+    a broker restart the group coordinator may still be loading (NOT_COORDINATOR,
+    COORDINATOR_LOAD_IN_PROGRESS): asked again until it answers, for up to 60 s."""
     reader = Consumer({"bootstrap.servers": bootstrap, "group.id": group})
+    deadline = time.monotonic() + 60
     try:
-        tps = reader.committed([TopicPartition(topic, p) for p in range(partitions)], timeout=30)
+        while True:
+            try:
+                tps = reader.committed(
+                    [TopicPartition(topic, p) for p in range(partitions)], timeout=30
+                )
+                break
+            except KafkaException as exc:
+                if not exc.args[0].retriable() or time.monotonic() >= deadline:
+                    raise
     finally:
         reader.close()
     return {tp.partition: tp.offset for tp in tps}

@@ -17,10 +17,13 @@ from confluent_kafka.admin import (  # type: ignore[attr-defined]
 import bus
 from backends._kafka_options import merged
 from backends.kafka._consumer import KafkaConsumer
-from backends.kafka._errors import OTHER, mapped, with_cause
+from backends.kafka._errors import OTHER, Standing, mapped
 from backends.kafka._producer import KafkaProducer
 from backends.kafka._settings import common_config, consumer_config, producer_config
 from bus.spi import Backend, BackendConfig, ConsumerDriver, ProducerDriver
+
+#: Longest one wait for an admin answer lasts before looking for a refused login.
+_SLICE = 0.1
 
 
 class KafkaBackend(Backend):
@@ -34,6 +37,7 @@ class KafkaBackend(Backend):
         self._timeout: float = config.options.get("admin_timeout", 30.0)
         self._admin_client: AdminClient | None = None
         self._lock = threading.Lock()
+        self._standing = Standing()  # a wrong password: admin calls raise it, not wait
 
     def producer(self, settings: Mapping[str, Any]) -> ProducerDriver:
         settings = merged(self._options, settings)
@@ -42,13 +46,20 @@ class KafkaBackend(Backend):
     def topic_limit(self, topic: str, timeout: float) -> int | None:
         """The topic's ``max.message.bytes`` (its override or the broker's default), or
         None when the cluster does not say within ``timeout`` (no such topic yet, not
-        allowed to describe it, no answer). Thread-safe."""
+        allowed to describe it, a refused login, no answer). Thread-safe."""
         try:
-            futures = self._admin().describe_configs(
-                [ConfigResource("topic", topic)], request_timeout=timeout
+            admin = self._admin()
+            futures = admin.describe_configs(
+                [ConfigResource("topic", topic)], request_timeout=max(timeout, 0.001)
             )
             (future,) = futures.values()
-            entry = future.result(timeout=timeout).get("max.message.bytes")
+            deadline = time.monotonic() + timeout
+            while not future.done():
+                admin.poll(0)
+                if time.monotonic() >= deadline or self._standing.current() is not None:
+                    return None
+                time.sleep(0.005)  # polling the future, bounded by the deadline
+            entry = future.result().get("max.message.bytes")
         except Exception:  # of every kind: the limit is then not known, not fatal
             return None
         if entry is None or entry.value is None:
@@ -68,19 +79,44 @@ class KafkaBackend(Backend):
         with self._lock:
             if self._admin_client is None:
                 conf = {**self._common, **(self._options.get("config") or {})}
+                conf["error_cb"] = self._standing.note
                 try:
                     self._admin_client = AdminClient(conf)
                 except KafkaException as exc:
-                    raise with_cause(mapped(exc, "config", "kafka:// admin"), exc) from None
+                    raise mapped(exc, "config", "kafka:// admin") from exc
             return self._admin_client
 
     def _metadata(self, topic: str | None = None) -> Any:
+        admin = self._admin()
         try:
             if topic is None:
-                return self._admin().list_topics(timeout=self._timeout)
-            return self._admin().list_topics(topic, timeout=self._timeout)
+                return admin.list_topics(timeout=self._timeout)
+            return admin.list_topics(topic, timeout=self._timeout)
         except KafkaException as exc:
-            raise with_cause(mapped(exc, OTHER, "cluster metadata"), exc) from None
+            admin.poll(0)  # serves error_cb: a refused login says why
+            self._standing.check()
+            raise mapped(exc, OTHER, "cluster metadata") from exc
+
+    def _result(self, future: Any, what: str) -> None:
+        """Wait for an admin future within ``admin_timeout``, raising what the cluster
+        said, or a refused login as soon as librdkafka reports it."""
+        admin = self._admin()
+        deadline = time.monotonic() + self._timeout
+        while True:
+            try:
+                future.result(timeout=max(0.0, min(_SLICE, deadline - time.monotonic())))
+                self._standing.clear()
+                return
+            except KafkaException as exc:
+                raise mapped(exc, OTHER, what) from exc
+            except TimeoutError:  # concurrent.futures': not done yet
+                admin.poll(0)
+                self._standing.check()
+                if time.monotonic() >= deadline:
+                    raise bus.TimeoutError(
+                        f"{what}: no answer from the cluster within {self._timeout:g}s "
+                        "(admin_timeout)"
+                    ) from None
 
     def _wait_for(self, name: str, partitions: int | None) -> None:
         """Until metadata shows ``name`` with ``partitions`` (``None``: until it is gone)."""
@@ -113,18 +149,12 @@ class KafkaBackend(Backend):
             config=dict(config),
         )
         future = self._admin().create_topics([topic], request_timeout=self._timeout)[name]
-        try:
-            future.result(timeout=self._timeout)
-        except KafkaException as exc:
-            raise with_cause(mapped(exc, OTHER, f"create topic {name!r}"), exc) from None
+        self._result(future, f"create topic {name!r}")
         self._wait_for(name, partitions)
 
     def delete_topic(self, name: str) -> None:
         future = self._admin().delete_topics([name], request_timeout=self._timeout)[name]
-        try:
-            future.result(timeout=self._timeout)
-        except KafkaException as exc:
-            raise with_cause(mapped(exc, OTHER, f"delete topic {name!r}"), exc) from None
+        self._result(future, f"delete topic {name!r}")
         self._wait_for(name, None)
 
     def topics(self) -> dict[str, int]:

@@ -18,15 +18,17 @@ from confluent_kafka import Consumer as RawConsumer
 from confluent_kafka import TopicPartition as RawTP
 
 import bus
-from backends.kafka._errors import COMMIT, OTHER, mapped, with_cause
+from backends.kafka._errors import COMMIT, OTHER, Standing, mapped, with_cause
 from bus.spi import ConsumerDriver, ProblemReporter, consumed_message
 
 LOGGER = logging.getLogger("bus.kafka")
 
 #: Longest a blocking wait lasts before looking at ``wakeup()`` and deadlines again.
 _SLICE = 0.1
-#: How often a consumer without a group looks for new partitions of its topics.
+#: How often a consumer without a group looks for new partitions of its topics (and,
+#: while it has none, for its topics to appear).
 _METADATA_EVERY = 5.0
+_METADATA_WHILE_EMPTY = 1.0
 
 Key = tuple[str, int]
 
@@ -54,13 +56,19 @@ class KafkaConsumer(ConsumerDriver):
         self._returned: dict[Key, int] = {}  # next offsets after the batch last returned
         self._processed: dict[Key, int] = {}
         self._woken = threading.Event()
-        self._next_metadata = 0.0
+        self._next_metadata = 0.0  # no group: the first poll looks for the partitions
+        # A wrong password, a denied topic or group: poll raises it (librdkafka would
+        # retry it for ever). Without a group, the placeholder group.id librdkafka
+        # needs is nobody's business.
+        self._standing = Standing(
+            frozenset() if group is not None else frozenset({KafkaError.GROUP_AUTHORIZATION_FAILED})
+        )
         config = dict(conf)
         config["error_cb"] = self._error
         try:
             self._raw = RawConsumer(config)
         except KafkaException as exc:
-            raise with_cause(mapped(exc, "config", "kafka:// consumer"), exc) from None
+            raise mapped(exc, "config", "kafka:// consumer") from exc
         if group is not None:
             self._raw.subscribe(
                 list(topics),
@@ -68,28 +76,53 @@ class KafkaConsumer(ConsumerDriver):
                 on_revoke=self._revoked_cb,
                 on_lost=self._lost_cb,
             )
-        else:
-            self._refresh_standalone()
 
     # -- errors librdkafka retries by itself ------------------------------------------------------
 
     def _error(self, err: KafkaError) -> None:
         """librdkafka's error_cb, called on every retry (about 19 a second with a broker
-        down): ``on_error`` hears of each error code once until messages flow again."""
+        down): ``on_error`` hears of each error code once until messages flow again;
+        one the user must fix is raised by the next poll as well."""
+        if self._group is None and err.code() == KafkaError.GROUP_AUTHORIZATION_FAILED:
+            return  # the placeholder group of a consumer without one
+        self._standing.note(err)
         self._problems.report(with_cause(mapped(err, OTHER), err), err.code())
 
     # -- assignment ---------------------------------------------------------------------------
 
-    def _refresh_standalone(self) -> None:
-        """No group: assign every partition of the topics that exists (new ones too)."""
-        self._next_metadata = time.monotonic() + _METADATA_EVERY
-        meta = self._raw.list_topics(timeout=10)
-        wanted = {
-            (t, p)
-            for t in self._topics
-            if (tm := meta.topics.get(t)) is not None and tm.error is None
-            for p in tm.partitions
-        }
+    def _refresh_standalone(self, deadline: float | None) -> None:
+        """No group: assign every partition of the topics that exists (new ones too),
+        asking within the poll's ``deadline``. A topic the ACLs deny raises
+        ``AuthorizationError``; no answer is tried again on the next round."""
+        self._next_metadata = time.monotonic() + (
+            _METADATA_EVERY if self._assigned else _METADATA_WHILE_EMPTY
+        )
+        left = 10.0 if deadline is None else max(0.05, min(10.0, deadline - time.monotonic()))
+        try:
+            meta = self._raw.list_topics(timeout=left)
+        except KafkaException as exc:
+            self._raw.poll(0)  # serves error_cb: a refused login says why
+            self._standing.check()
+            if exc.args and isinstance(exc.args[0], KafkaError):
+                self._error(exc.args[0])
+            return
+        found = {}
+        for t in self._topics:
+            tm = meta.topics.get(t)
+            if tm is None:
+                # Left out of a listing of every topic: missing, or not this user's to
+                # see. Asked for by name, the cluster says which.
+                try:
+                    tm = self._raw.list_topics(t, timeout=left).topics.get(t)
+                except KafkaException:
+                    continue
+            if tm is None:
+                continue
+            if tm.error is None:
+                found[t] = tm
+            elif tm.error.code() == KafkaError.TOPIC_AUTHORIZATION_FAILED:
+                raise with_cause(mapped(tm.error, OTHER, f"topic {t!r}"), tm.error)
+        wanted = {(t, p) for t, tm in found.items() for p in tm.partitions}
         new = wanted - self._assigned
         if new:
             start = OFFSET_END if self._latest else OFFSET_BEGINNING
@@ -153,7 +186,7 @@ class KafkaConsumer(ConsumerDriver):
             if quiet:
                 LOGGER.warning("commit during rebalance failed: %s", exc)
                 return
-            raise with_cause(mapped(exc, COMMIT, "commit failed"), exc) from None
+            raise mapped(exc, COMMIT, "commit failed") from exc
         failed = [tp for tp in result or () if tp.error is not None]
         if failed and not quiet:
             err = failed[0].error
@@ -166,11 +199,12 @@ class KafkaConsumer(ConsumerDriver):
 
     def poll_batch(self, max_messages: int, timeout: float | None) -> list[bus.Message]:
         self._mark_processed()
-        if self._group is None and time.monotonic() >= self._next_metadata:
-            self._refresh_standalone()
         deadline = None if timeout is None else time.monotonic() + timeout
+        if self._group is None and time.monotonic() >= self._next_metadata:
+            self._refresh_standalone(deadline)
         raw = self._raw
         while True:
+            self._standing.check()
             if self._woken.is_set():
                 self._woken.clear()
                 return []
@@ -188,7 +222,7 @@ class KafkaConsumer(ConsumerDriver):
             if deadline is not None and time.monotonic() >= deadline:
                 return []
             if self._group is None and time.monotonic() >= self._next_metadata:
-                self._refresh_standalone()
+                self._refresh_standalone(deadline)
 
     def _convert(self, batch: list[Any]) -> list[bus.Message]:
         """librdkafka messages as bus Messages; errors go to ``on_error``. The hot loop
@@ -218,6 +252,7 @@ class KafkaConsumer(ConsumerDriver):
             last[(topic, partition)] = offset
         if last:
             self._problems.clear()  # messages flow: the next error is news
+            self._standing.clear()
         for key, offset in last.items():
             self._returned[key] = offset + 1
         return out
@@ -258,7 +293,7 @@ class KafkaConsumer(ConsumerDriver):
             try:
                 self._raw.incremental_assign([RawTP(topic, partition, offset)])
             except KafkaException:
-                raise with_cause(mapped(exc, OTHER, f"seek {topic}[{partition}]"), exc) from None
+                raise mapped(exc, OTHER, f"seek {topic}[{partition}]") from exc
 
     def assignment(self) -> frozenset[bus.TopicPartition]:
         return frozenset(_tps(self._assigned))
@@ -270,4 +305,4 @@ class KafkaConsumer(ConsumerDriver):
         try:
             self._raw.close()  # commits stored offsets when auto-committing, leaves the group
         except KafkaException as exc:
-            raise with_cause(mapped(exc, COMMIT, "close"), exc) from None
+            raise mapped(exc, COMMIT, "close") from exc

@@ -3,6 +3,7 @@ as ``__cause__`` by the callers (``raise mapped from exc``)."""
 
 from __future__ import annotations
 
+import copy
 from typing import Any
 
 from confluent_kafka import KafkaError, KafkaException
@@ -91,3 +92,53 @@ def with_cause(error: bus.BusError, cause: Any) -> bus.BusError:
     """``error`` with ``cause`` (a KafkaError becomes a KafkaException) as ``__cause__``."""
     error.__cause__ = cause if isinstance(cause, BaseException) else KafkaException(cause)
     return error
+
+
+#: Errors that waiting does not cure: a login the cluster refuses, an operation the
+#: ACLs deny. librdkafka retries them for ever and tells only its ``error_cb``, so a
+#: call would wait out its whole timeout; the clients raise them instead.
+_MUST_FIX = (
+    _AUTHENTICATION
+    | _AUTHORIZATION
+    | {
+        KafkaError.UNSUPPORTED_SASL_MECHANISM,
+        KafkaError.ILLEGAL_SASL_STATE,
+    }
+)
+
+
+class Standing:
+    """The last error from librdkafka's ``error_cb`` that the user must fix (a wrong
+    password, a denied topic or group), kept until :meth:`clear` (something worked).
+    ``ignore`` holds codes that do not concern this client. Thread-safe enough: one
+    reference written, read anywhere."""
+
+    def __init__(self, ignore: frozenset[int] = frozenset()) -> None:
+        self._error: bus.BusError | None = None
+        self._ignore = ignore
+
+    def note(self, err: KafkaError) -> bool:
+        """Keep ``err`` if it is one to raise; whether it was."""
+        code = err.code()
+        if code not in _MUST_FIX or code in self._ignore:
+            return False
+        self._error = with_cause(mapped(err, OTHER), err)
+        return True
+
+    def current(self) -> bus.BusError | None:
+        """A copy of the kept error, or None."""
+        error = self._error
+        if error is None:
+            return None
+        fresh = copy.copy(error)
+        fresh.__cause__ = error.__cause__
+        return fresh
+
+    def check(self) -> None:
+        """Raise the kept error, if any."""
+        error = self.current()
+        if error is not None:
+            raise error
+
+    def clear(self) -> None:
+        self._error = None

@@ -11,7 +11,7 @@ from confluent_kafka import KafkaException
 from confluent_kafka import Producer as RawProducer
 
 import bus
-from backends.kafka._errors import DELIVERY, mapped, with_cause
+from backends.kafka._errors import DELIVERY, Standing, mapped, with_cause
 from bus.spi import (
     DeliveryCallback,
     Headers,
@@ -65,10 +65,13 @@ class KafkaProducer(ProducerDriver):
         settings: Mapping[str, Any],
         topic_limit: Callable[[str, float], int | None] | None = None,
     ):
+        # A wrong password or a denied operation: librdkafka retries it for ever and
+        # tells only error_cb; send, send_batch and flush raise it instead of waiting.
+        self._standing = Standing()
         try:
-            self._raw = RawProducer(dict(conf))
+            self._raw = RawProducer({**conf, "error_cb": self._standing.note})
         except KafkaException as exc:
-            raise with_cause(mapped(exc, "config", "kafka:// producer"), exc) from None
+            raise mapped(exc, "config", "kafka:// producer") from exc
         self._timeout: float = settings["delivery_timeout"]
         self._failures = UnclaimedFailures()
         self._round_robin = (
@@ -106,13 +109,20 @@ class KafkaProducer(ProducerDriver):
     # -- producing ---------------------------------------------------------------------------
 
     def _check_size(
-        self, topic: str, key: bytes | None, value: bytes | None, headers: Headers
+        self,
+        topic: str,
+        key: bytes | None,
+        value: bytes | None,
+        headers: Headers,
+        deadline: float,
     ) -> None:
-        """Raise ``MessageTooLarge`` for a message the topic would refuse."""
+        """Raise ``MessageTooLarge`` for a message the topic would refuse. The topic's
+        limit is asked for once, within the call's deadline (at most 2 s): a cluster
+        that does not answer leaves librdkafka's own limit for this producer."""
         limit = self._limits.get(topic)
         if limit is None:
             assert self._topic_limit is not None
-            found = self._topic_limit(topic, min(self._timeout, 5.0))
+            found = self._topic_limit(topic, max(0.0, min(deadline - time.monotonic(), 2.0)))
             limit = self._limits[topic] = self._max_message if found is None else found
         if not _fits(limit, key, value, headers):
             raise bus.MessageTooLarge(
@@ -144,7 +154,7 @@ class KafkaProducer(ProducerDriver):
     ) -> None:
         """Hand one message to librdkafka, serving reports while its queue is full."""
         if self._topic_limit is not None:
-            self._check_size(topic, key, value, headers)
+            self._check_size(topic, key, value, headers, deadline)
         if partition is None and self._round_robin is not None:
             partition = self._partition_for(topic)
         kwargs: dict[str, Any] = {"on_delivery": report}
@@ -181,7 +191,7 @@ class KafkaProducer(ProducerDriver):
             if self._topic_limit is not None and self._plain:  # (_put checks the others)
                 limit = self._limits.get(topic)
                 if limit is None or limit < self._max_message:  # else librdkafka checks
-                    self._check_size(topic, key, value, headers)
+                    self._check_size(topic, key, value, headers, time.monotonic() + self._timeout)
             if partition is None and timestamp is None and not headers and self._plain:
                 try:  # the hot path: no keyword dict, no deadline until the queue is full
                     self._produce(topic, value, key, on_delivery=report)
@@ -242,7 +252,7 @@ class KafkaProducer(ProducerDriver):
         try:
             self._put(topic, value, key, headers, partition, timestamp, report, deadline)
         except KafkaException as exc:
-            raise with_cause(mapped(exc, DELIVERY, f"message to {topic} refused"), exc) from None
+            raise mapped(exc, DELIVERY, f"message to {topic} refused") from exc
         while not done.is_set():
             left = deadline - time.monotonic()
             if left <= 0:
@@ -251,9 +261,12 @@ class KafkaProducer(ProducerDriver):
                     f"{limit:g}s (it may still be delivered)"
                 )
             self._poll(min(left, _SLICE))
+            if not done.is_set():
+                self._standing.check()
         result = outcome[0]
         if isinstance(result, bus.BusError):
             raise result
+        self._standing.clear()
         return result  # type: ignore[no-any-return]
 
     def send_batch(
@@ -284,6 +297,14 @@ class KafkaProducer(ProducerDriver):
                 pending[0] -= 1
         while pending[0] > 0 and time.monotonic() < deadline:
             self._poll(min(deadline - time.monotonic(), _SLICE))
+            standing = self._standing.current()
+            if standing is not None and pending[0] > 0:
+                for i, o in enumerate(outcomes):
+                    if o is None:
+                        outcomes[i] = standing
+                break
+        if any(isinstance(o, bus.Delivery) for o in outcomes):
+            self._standing.clear()
         return [
             o if o is not None else bus.TimeoutError(f"no acknowledgement within {limit:g}s")
             for o in outcomes
@@ -291,11 +312,17 @@ class KafkaProducer(ProducerDriver):
 
     def flush(self, timeout: float | None) -> None:
         limit = self._timeout if timeout is None else timeout
-        left = self._raw.flush(limit)
-        if left:
-            raise bus.TimeoutError(
-                f"{left} message(s) still waiting for acknowledgement after {limit:g}s"
-            )
+        deadline = time.monotonic() + limit
+        while True:
+            left = self._raw.flush(max(0.0, min(deadline - time.monotonic(), _SLICE)))
+            if not left:
+                break
+            self._standing.check()  # a wrong password: no use waiting
+            if time.monotonic() >= deadline:
+                raise bus.TimeoutError(
+                    f"{left} message(s) still waiting for acknowledgement after {limit:g}s"
+                )
+        self._standing.clear()
         self._failures.raise_first()
 
     def close(self, timeout: float | None) -> None:
