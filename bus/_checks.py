@@ -44,12 +44,19 @@ def check_bytes(value: Any, what: str) -> bytes | None:
 
 def check_headers(headers: Any) -> Headers:
     """Headers as a tuple of ``(str, bytes | None)`` pairs, from ``None``, a mapping or
-    an iterable of pairs (2-tuples or 2-lists; a string is not a pair).
+    an iterable of pairs (2-tuples or 2-lists; a string is not a pair, nor headers).
 
-    ``str`` values are UTF-8 encoded; order and repeated names are kept.
+    ``str`` values are UTF-8 encoded; order and repeated names are kept. A name must be
+    encodable as UTF-8 and hold no NUL (a ``ValueError`` otherwise): a client library
+    would crash on it or cut it short.
     """
     if headers is None:
         return ()
+    if isinstance(headers, (str, bytes, bytearray, memoryview)):
+        raise TypeError(
+            f"headers must be a dict or a sequence of (str, bytes) pairs, not "
+            f"{type(headers).__name__} {_shown(headers)}"
+        )
     items: Iterable[Any] = headers.items() if isinstance(headers, Mapping) else headers
     try:
         pairs = tuple(items)
@@ -59,7 +66,12 @@ def check_headers(headers: Any) -> Headers:
             f"{type(headers).__name__}"
         ) from None
     if all(
-        p.__class__ is tuple and len(p) == 2 and p[0].__class__ is str and p[1].__class__ is bytes
+        p.__class__ is tuple
+        and len(p) == 2
+        and p[0].__class__ is str
+        and p[1].__class__ is bytes
+        and p[0].isascii()
+        and "\x00" not in p[0]
         for p in pairs
     ):
         return pairs
@@ -73,6 +85,8 @@ def check_headers(headers: Any) -> Headers:
         if not isinstance(name, str):
             raise TypeError(f"header names must be str, not {type(name).__name__}")
         if isinstance(value, str):
+            if not _utf8(value):
+                raise ValueError(f"header {name!r} has a str value that UTF-8 cannot encode")
             value = value.encode()
         elif isinstance(value, (bytearray, memoryview)):
             value = bytes(value)
@@ -80,8 +94,23 @@ def check_headers(headers: Any) -> Headers:
             raise TypeError(
                 f"header {name!r} must have a bytes, str or None value, not {type(value).__name__}"
             )
+        if "\x00" in name or not _utf8(name):
+            raise ValueError(
+                f"header name {_shown(name)} must be text without NUL that UTF-8 can encode"
+            )
         result.append((name, value))
     return tuple(result)
+
+
+def _utf8(text: str) -> bool:
+    """Whether UTF-8 can encode ``text`` (no lone surrogates)."""
+    if text.isascii():
+        return True
+    try:
+        text.encode()
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def _shown(value: Any, limit: int = 40) -> str:
@@ -93,6 +122,9 @@ def _shown(value: Any, limit: int = 40) -> str:
 #: The largest values Kafka's wire format holds, and so every backend accepts.
 INT32_MAX = 2**31 - 1
 INT64_MAX = 2**63 - 1
+#: The most messages one ``poll_batch`` returns, whatever ``max_messages`` asks for
+#: (librdkafka's limit for one call).
+MAX_POLL_BATCH = 1_000_000
 #: The ranges of the numeric fields, checked before anything is sent.
 RANGES: Mapping[str, tuple[int, int]] = {
     "partition": (0, INT32_MAX),
@@ -120,8 +152,15 @@ def check_optional_int(value: Any, what: str) -> int | None:
     return value  # type: ignore[no-any-return]
 
 
+#: Seconds from which a timeout means no limit: 2**31 ms (about 24.8 days) and more,
+#: more than any backend can wait for at once (librdkafka counts in int32 milliseconds,
+#: a thread cannot wait for ``inf``).
+NO_LIMIT = INT32_MAX / 1000
+
+
 def check_timeout(timeout: Any) -> float | None:
-    """``None`` (no limit) or a number of seconds >= 0."""
+    """``None`` (no limit) or a number of seconds >= 0; ``NO_LIMIT`` or more (``inf``
+    included) is ``None``."""
     if timeout is None:
         return None
     if isinstance(timeout, bool) or not isinstance(timeout, (int, float)):
@@ -130,15 +169,16 @@ def check_timeout(timeout: Any) -> float | None:
         )
     if not timeout >= 0:  # also rejects NaN
         raise ValueError(f"timeout must be >= 0 seconds, not {timeout}")
-    return float(timeout)
+    return float(timeout) if timeout < NO_LIMIT else None
 
 
 def check_max_messages(value: Any) -> int:
+    """An int >= 1; more than ``MAX_POLL_BATCH`` means ``MAX_POLL_BATCH`` ("up to")."""
     if isinstance(value, bool) or not isinstance(value, int):
         raise TypeError(f"max_messages must be an int, not {type(value).__name__}")
     if value < 1:
         raise ValueError(f"max_messages must be >= 1, not {value}")
-    return value
+    return min(int(value), MAX_POLL_BATCH)
 
 
 def resolve_codec(

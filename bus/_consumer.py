@@ -7,7 +7,13 @@ import threading
 from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
-from bus._checks import check_max_messages, check_optional_int, check_timeout, check_topic
+from bus._checks import (
+    INT64_MAX,
+    check_max_messages,
+    check_optional_int,
+    check_timeout,
+    check_topic,
+)
 from bus._checks import deserialize_messages as _decode
 from bus._codecs import Decoder
 from bus._errors import ClosedError, UnsupportedError
@@ -65,8 +71,13 @@ class _ConsumerCore:
             raise TypeError(f"commit takes a bus.Message or None, not {type(message).__name__}")
         if message.partition is None or message.offset is None:
             raise ValueError("commit needs a consumed message (one with partition and offset)")
+        check_topic(message.topic)
         check_optional_int(message.partition, "partition")
-        check_optional_int(message.offset, "offset")
+        if check_optional_int(message.offset, "offset") == INT64_MAX:
+            # the committed position is the offset after the message: it must fit too
+            raise ValueError(
+                f"offset must be 0 to {INT64_MAX - 1} to be committed, not {INT64_MAX}"
+            )
 
     def __repr__(self) -> str:
         state = "closed" if self._closing else "open"

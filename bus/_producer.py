@@ -71,7 +71,7 @@ class _ProducerCore:
         The hot path of every producer, so no intermediate tuple is built."""
         if self._closed:
             raise ClosedError(f"{type(self).__name__} is closed")
-        if topic not in self._topics:
+        if topic.__class__ is not str or topic not in self._topics:  # a list is unhashable
             self._topics.add(check_topic(topic))
         if self._encode_value is None:
             if value is not None and value.__class__ is not bytes:
@@ -119,6 +119,7 @@ class _ProducerCore:
                 plain
                 and (m.value is None or m.value.__class__ is bytes)
                 and (m.key is None or m.key.__class__ is bytes)
+                and m.topic.__class__ is str
                 and m.topic in self._topics
                 and not m.headers
                 and m.partition is None
