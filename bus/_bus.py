@@ -80,6 +80,11 @@ def _client_settings(
     settings = table.defaults(scope)
     settings.update({k: v for k, v in config.options.items() if scope in table.options[k].scopes})
     settings.update(own)
+    if scope == PRODUCER and not settings["delivery_timeout"] * 1000 > settings["linger_ms"]:
+        raise ConfigError(
+            f"{where}: delivery_timeout ({settings['delivery_timeout']:g}s) must be more than "
+            f"linger_ms ({settings['linger_ms']} ms): a message must outlive its batch's wait"
+        )
     if scope == CONSUMER and not 0 < settings["heartbeat_interval"] < settings["session_timeout"]:
         raise ConfigError(
             f"{where}: heartbeat_interval ({settings['heartbeat_interval']:g}s) must be more "
@@ -299,7 +304,7 @@ class Bus:
             k.replace("_", "."): str(v).lower() if isinstance(v, bool) else str(v)
             for k, v in config.items()
         }
-        check_topic_config(settings)
+        settings = check_topic_config(settings)
         self._backend.create_topic(name, partitions, replication_factor, settings)
 
     def delete_topic(self, name: str) -> None:

@@ -97,11 +97,31 @@ def seconds(value: Any) -> float:
     return number
 
 
+def _seconds_between(low: float, high: float) -> Converter:
+    """A duration in seconds from ``low`` to ``high``: the range every backend's client
+    library holds (librdkafka's in milliseconds), so a value memory:// takes a Kafka
+    backend takes too."""
+
+    def convert(value: Any) -> float:
+        number = seconds(value)
+        if not low <= number <= high:
+            raise ValueError(f"must be a number of seconds from {low:g} to {high:g}, not {value!r}")
+        return number
+
+    return convert
+
+
 def text(value: Any) -> str:
-    """Any non-empty string."""
-    if isinstance(value, str) and value:
-        return value
-    raise ValueError(f"must be a non-empty string, not {value!r}")
+    """Any non-empty string that UTF-8 can encode, without NUL (a client library written
+    in C would cut it short there)."""
+    if isinstance(value, str) and value and "\x00" not in value:
+        try:
+            value.encode()
+        except UnicodeEncodeError:
+            pass
+        else:
+            return value
+    raise ValueError(f"must be a non-empty string without NUL or lone surrogates, not {value!r}")
 
 
 def callback(value: Any) -> Callable[..., Any] | None:
@@ -203,7 +223,7 @@ CORE_OPTIONS: tuple[Option, ...] = (
         frozenset({PRODUCER}),
         120.0,
         "Seconds a message may take from enqueue to acknowledgement, retries included.",
-        seconds,
+        _seconds_between(0.001, 2_147_483.647),
     ),
     Option(
         "serializer",
@@ -232,7 +252,7 @@ CORE_OPTIONS: tuple[Option, ...] = (
         frozenset({CONSUMER}),
         5.0,
         "Seconds between automatic commits.",
-        seconds,
+        _seconds_between(0.001, 86_400),
     ),
     Option(
         "session_timeout",
@@ -240,14 +260,14 @@ CORE_OPTIONS: tuple[Option, ...] = (
         10.0,
         "Seconds a group member may go without a heartbeat before the group moves on "
         "without it (the same default on every backend).",
-        seconds,
+        _seconds_between(0.001, 3_600),
     ),
     Option(
         "heartbeat_interval",
         frozenset({CONSUMER}),
         1.0,
         "Seconds between a group member's heartbeats; less than session_timeout.",
-        seconds,
+        _seconds_between(0.001, 3_600),
     ),
     Option(
         "on_assign",

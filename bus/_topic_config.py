@@ -9,7 +9,7 @@ not later. Pure functions, no I/O.
 from __future__ import annotations
 
 import difflib
-import math
+import re
 from collections.abc import Callable, Mapping
 
 from bus._checks import INT32_MAX, INT64_MAX
@@ -17,39 +17,48 @@ from bus._errors import ConfigError
 
 Check = Callable[[str], str | None]  # None when the text is valid, else what is allowed
 
+#: What Java's ``String.trim`` removes, as a broker reads a setting: U+0000 to U+0020.
+_JAVA_SPACE = "".join(map(chr, range(33)))
+_INTEGER = re.compile(r"-?[0-9]+")  # ASCII digits only: Python's int() takes others too
+_DECIMAL = re.compile(r"[+-]?([0-9]+\.?[0-9]*|\.[0-9]+)([eE][+-]?[0-9]+)?")
 
-def _number(low: int, high: int) -> Check:
+
+def trimmed(text: str) -> str:
+    """``text`` as a broker reads it: without leading and trailing U+0000 to U+0020."""
+    return text.strip(_JAVA_SPACE)
+
+
+def _number(low: int, high: int, *also: int) -> Check:
     def check(text: str) -> str | None:
-        body = text.strip()
-        if body.lstrip("-").isdigit() and low <= int(body) <= high:
+        body = trimmed(text)
+        if _INTEGER.fullmatch(body) and (low <= int(body) <= high or int(body) in also):
             return None
-        return f"an integer from {low} to {high}"
+        return f"an integer from {low} to {high}" + "".join(f" or {a}" for a in also)
 
     return check
 
 
 def _ratio(text: str) -> str | None:
-    try:
-        number = float(text)
-    except ValueError:
-        return "a number from 0 to 1"
-    return None if math.isfinite(number) and 0 <= number <= 1 else "a number from 0 to 1"
+    body = trimmed(text)
+    if _DECIMAL.fullmatch(body) and 0 <= float(body) <= 1:
+        return None
+    return "a number from 0 to 1"
 
 
 def _boolean(text: str) -> str | None:
-    return None if text.strip().lower() in ("true", "false") else "true or false"
+    return None if trimmed(text).lower() in ("true", "false") else "true or false"
 
 
 def _one_of(*allowed: str) -> Check:
     def check(text: str) -> str | None:
-        return None if text.strip() in allowed else f"one of {', '.join(allowed)}"
+        return None if trimmed(text) in allowed else f"one of {', '.join(allowed)}"
 
     return check
 
 
 def _list_of(*allowed: str) -> Check:
     def check(text: str) -> str | None:
-        items = [item.strip() for item in text.split(",")]
+        items = [trimmed(item) for item in trimmed(text).split(",")]
         if items and all(item in allowed for item in items):
             return None
         return f"a comma-separated list of {', '.join(allowed)}"
@@ -57,16 +66,17 @@ def _list_of(*allowed: str) -> Check:
     return check
 
 
+_REPLICA = re.compile(r"[0-9]+:[0-9]+")
+
+
 def _replicas(text: str) -> str | None:
     """``*``, empty, or ``partition:broker`` pairs separated by commas."""
-    body = text.strip()
+    body = trimmed(text)
     if body in ("", "*"):
         return None
-    for item in body.split(","):
-        partition, sep, broker = item.strip().partition(":")
-        if not (sep and partition.isdigit() and broker.isdigit()):
-            return "'*' or a comma-separated list of partition:broker pairs"
-    return None
+    if all(_REPLICA.fullmatch(trimmed(item)) for item in body.split(",")):
+        return None
+    return "'*' or a comma-separated list of partition:broker pairs"
 
 
 _MS = _number(0, INT64_MAX)
@@ -74,7 +84,7 @@ _MS = _number(0, INT64_MAX)
 #: Every topic-level setting of Apache Kafka 4.x and what its value must be.
 TOPIC_CONFIGS: Mapping[str, Check] = {
     "cleanup.policy": _list_of("delete", "compact"),
-    "compression.gzip.level": _number(-1, 9),
+    "compression.gzip.level": _number(1, 9, -1),
     "compression.lz4.level": _number(1, 17),
     "compression.type": _one_of("uncompressed", "zstd", "lz4", "snappy", "gzip", "producer"),
     "compression.zstd.level": _number(-131072, 22),
@@ -101,7 +111,7 @@ TOPIC_CONFIGS: Mapping[str, Check] = {
     "remote.storage.enable": _boolean,
     "retention.bytes": _number(-1, INT64_MAX),
     "retention.ms": _number(-1, INT64_MAX),
-    "segment.bytes": _number(14, INT32_MAX),
+    "segment.bytes": _number(1_048_576, INT32_MAX),  # Kafka 4.0 raised the minimum
     "segment.index.bytes": _number(4, INT32_MAX),
     "segment.jitter.ms": _MS,
     "segment.ms": _number(1, INT64_MAX),
@@ -109,9 +119,11 @@ TOPIC_CONFIGS: Mapping[str, Check] = {
 }
 
 
-def check_topic_config(config: Mapping[str, str]) -> None:
+def check_topic_config(config: Mapping[str, str]) -> dict[str, str]:
     """Raise ``ConfigError`` for a setting Kafka does not have (suggesting the closest)
-    or a value it cannot read (saying what it takes)."""
+    or a value it cannot read (saying what it takes); return the settings as a broker
+    reads them (trimmed), for the backend."""
+    result: dict[str, str] = {}
     for name, text in config.items():
         check = TOPIC_CONFIGS.get(name)
         if check is None:
@@ -125,3 +137,5 @@ def check_topic_config(config: Mapping[str, str]) -> None:
         allowed = check(text)
         if allowed is not None:
             raise ConfigError(f"topic config {name!r} must be {allowed}, not {text!r}")
+        result[name] = trimmed(text)
+    return result

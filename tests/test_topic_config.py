@@ -52,6 +52,12 @@ def test_a_misspelt_name_gets_a_suggestion_in_both_spellings() -> None:
         ("local.retention.ms", "-2", "-3"),
         ("leader.replication.throttled.replicas", "0:1,1:2", "0-1"),
         ("max.message.bytes", "1000", str(2**31)),
+        ("segment.bytes", "1048576", "14"),  # Kafka 4.0 raised the minimum to 1 MiB
+        ("compression.gzip.level", "-1", "0"),
+        ("retention.ms", "\x00 100 \t", "--5"),  # trimmed as Java's String.trim does
+        ("retention.ms", "1", "\u00b2"),  # ASCII digits only, as a broker reads them
+        ("min.cleanable.dirty.ratio", "0.5", "0_5"),
+        ("cleanup.policy", "delete ", "delete\u3000"),
     ],
 )
 def test_each_kind_of_value(name: str, good: str, bad: str) -> None:
@@ -67,3 +73,10 @@ def test_create_topic_checks_before_the_backend_sees_it() -> None:
         assert "t" not in b.topics()
         b.create_topic("t", retention_ms=1000, cleanup_policy="compact", preallocate=True)
         assert b.topics() == {"t": 1}
+
+
+def test_settings_reach_the_backend_as_a_broker_reads_them() -> None:
+    assert check_topic_config({"retention.ms": " 100\n", "preallocate": "TRUE"}) == {
+        "retention.ms": "100",
+        "preallocate": "TRUE",
+    }

@@ -72,11 +72,25 @@ class Broker:
     def create(self, name: str, partitions: int, config: Mapping[str, str]) -> Topic:
         if name in self.topics:
             raise TopicExistsError(f"topic {name!r} already exists")
+        other = self.collision(name)
+        if other is not None:
+            # Kafka's rule: '.' and '_' are one character in metric names
+            raise TopicExistsError(f"topic {name!r} collides with existing topic {other!r}")
         topic = self.topics[name] = Topic(name, partitions, config)
         for group in self.groups.values():
             group.topics_changed(self)
         self.notify()
         return topic
+
+    def collision(self, name: str) -> str | None:
+        """The existing topic whose name differs from ``name`` only by '.' for '_'."""
+        if "." not in name and "_" not in name:
+            return None
+        spelt = name.replace(".", "_")
+        for other in self.topics:
+            if other != name and other.replace(".", "_") == spelt:
+                return other
+        return None
 
     def delete(self, name: str) -> None:
         if self.topics.pop(name, None) is None:

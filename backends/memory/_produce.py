@@ -52,6 +52,12 @@ class Appender:
                 raise UnknownTopicError(
                     f"topic {name!r} does not exist (auto_create_topics is off on this connection)"
                 )
+            other = self.broker.collision(name)
+            if other is not None:
+                raise UnknownTopicError(
+                    f"topic {name!r} does not exist and cannot be created: it collides with "
+                    f"topic {other!r} ('.' and '_' are one character in Kafka's metric names)"
+                )
             topic = self.broker.create(name, self.default_partitions, {})
         return topic
 
