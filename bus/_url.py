@@ -7,6 +7,7 @@
 
 from __future__ import annotations
 
+import itertools
 import os
 import re
 from urllib.parse import parse_qsl, unquote
@@ -67,16 +68,60 @@ class BusURL:
 
 
 def _misplaced_credentials(netloc: str, path: str, query: str) -> bool:
-    """Whether ``user:pass@host`` was cut short by a ``/`` or ``?`` in the password:
-    the parsed location looks like ``user:pa`` and an ``@`` follows in the path, or in
-    the query before any ``name=`` (``?client_id=a@b`` is a value, not a password)."""
-    if "@" in netloc or ":" not in netloc:
-        return False
+    """Whether ``user:pass@host`` was cut short by a ``/`` or ``?`` in the password: an
+    ``@`` follows in the path, or in the query before any ``name=`` (``?client_id=a@b``
+    is a value, not a password), or where the location looks like ``user:pa`` (a port
+    that is no number)."""
     if "@" in path:
         return True
-    if "@" not in query:
+    if "@" not in query or ("@" not in netloc and ":" not in netloc + path):
         return False
-    return "=" not in query.split("@", 1)[0].rsplit("&", 1)[-1]
+    if "=" not in query.split("@", 1)[0].rsplit("&", 1)[-1]:
+        return True
+    if "@" in netloc or ":" not in netloc:
+        return False
+    port = netloc.rsplit(":", 1)[1]
+    return bool(port) and not port.isdigit() and not port.endswith("]")  # [::1]: an address
+
+
+def _split_secret(query: str) -> bool:
+    """Whether a secret query value holds an unencoded ``&``: the item after it has no
+    ``=`` (``sasl_password=ab&cd``), so its tail would show as an option name."""
+    items = query.split("&")
+    return any(
+        "=" in item and is_secret_key(unquote(item.partition("=")[0])) and "=" not in following
+        for item, following in itertools.pairwise(items)
+    )
+
+
+_PREFIX = re.compile(r"[A-Za-z][A-Za-z0-9+.\-]*:/*|[^:/@]*/+")
+
+
+def _hide_query(text: str) -> str:
+    """``text`` with the value of every ``name=value`` whose name says it holds a
+    secret (percent-encoded or not) replaced by ``***``, and all that follows it: in
+    text that may not parse, nothing tells where such a value ends."""
+    pieces = re.split(r"([?&;#])", text)
+    for i, piece in enumerate(pieces):
+        name, sep, _ = piece.partition("=")
+        if sep and is_secret_key(unquote(name)):
+            return "".join(pieces[:i]) + f"{name}=***"
+    return text
+
+
+def shown_url(text: str) -> str:
+    """``text``, which may not parse as a URL, fit for an error message: everything
+    between the user name and the last ``@`` (the password, whatever it holds) and
+    every secret query value replaced by ``***``."""
+    head, at, tail = _hide_query(text).rpartition("@")
+    if not at:
+        return tail  # all of it
+    match = _PREFIX.match(head)
+    prefix = match.group() if match else ""
+    user, colon, _ = head[len(prefix) :].partition(":")
+    if not prefix.endswith("/") or not colon or "/" in user or "?" in user:
+        user, colon = "", ""  # no telling where the user name ends and a password starts
+    return f"{prefix}{user}{colon}***@{tail}"
 
 
 def resolve_url(url: str | None) -> str:
@@ -98,23 +143,34 @@ def parse_url(url: str) -> BusURL:
             f"{type(url).__name__}"
         )
     text = url.strip()
+    try:
+        text.encode()
+    except UnicodeEncodeError:
+        raise ConfigError(
+            f"a bus URL must be text that UTF-8 can encode (no lone surrogates), not "
+            f"{shown_url(text)!r}"
+        ) from None
     if re.fullmatch(r"[A-Za-z][A-Za-z0-9+.\-]*", text):
         text += "://"
     match = _URL.match(text)
     if match is None or match["netloc"] is None:
-        # Everything between the user's ':' and the last '@' may be the password.
-        shown = re.sub(r"^([^:]*:/*[^:/@]*:).*@", r"\1***@", text)
         raise ConfigError(
-            f"not a bus URL: {shown!r}; expected scheme://location?option=value, "
+            f"not a bus URL: {shown_url(text)!r}; expected scheme://location?option=value, "
             "for example 'memory://' or 'kafka://127.0.0.1:9092'"
         )
     netloc = match["netloc"]
     if _misplaced_credentials(netloc, match["path"], match["query"] or ""):
-        hidden = text.split("://", 1)[1].rsplit("@", 1)[1]
+        hidden = _hide_query(text.split("://", 1)[1]).rsplit("@", 1)[-1]
         raise ConfigError(
             f"the password in {match['scheme']}://***@{hidden} holds an unencoded '/', "
             "'?' or '#', which would end it early and show the rest: percent-encode it, "
             "for example with urllib.parse.quote(password, safe='')"
+        )
+    if _split_secret(match["query"] or ""):
+        raise ConfigError(
+            f"a secret option in {shown_url(text)} holds an unencoded '&', which would end "
+            "it early and show the rest as an option: percent-encode it, for example with "
+            "urllib.parse.quote(value, safe='')"
         )
     username = password = None
     if "@" in netloc:

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import pytest
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from bus import ConfigError
 from bus._url import parse_url, resolve_url
+from bus.testing import strategies as bst
 
 
 def test_a_kafka_url_has_hosts_and_options() -> None:
@@ -90,3 +91,46 @@ def test_an_at_sign_in_a_query_value_is_no_password() -> None:
     url = parse_url("kafka://h:9092?client_id=team@example")
     assert url.password is None
     assert url.query == (("client_id", "team@example"),)
+
+
+# -- hostile URLs ---------------------------------------------------------------------------
+
+
+def _leaks(text: str) -> bool:
+    """Whether ``text`` shows any piece of a password drawn by ``bst.secrets()``."""
+    return any(marker in text for marker in bst.SECRET_MARKERS)
+
+
+@settings(max_examples=1000)
+@given(bst.hostile_urls())
+def test_any_text_is_a_url_or_a_config_error_that_hides_the_password(
+    drawn: tuple[str, str | None],
+) -> None:
+    text, _ = drawn
+    try:
+        url = parse_url(text)
+    except ConfigError as error:
+        assert not _leaks(str(error)), str(error)
+        assert not _leaks(repr(error)), repr(error)
+        return
+    for shown in (str(url), repr(url), url.redacted()):
+        assert not _leaks(shown), shown
+
+
+@given(st.none() | st.integers() | st.binary() | st.lists(st.text()))
+def test_a_url_of_another_type_is_a_type_error(url: object) -> None:
+    with pytest.raises(TypeError, match="url must be a str"):
+        parse_url(url)  # type: ignore[arg-type]
+
+
+def test_an_ampersand_in_a_secret_query_value_is_refused_unshown() -> None:
+    with pytest.raises(ConfigError, match="percent-encode") as info:
+        parse_url("kafka://h:9092?sasl_password=hunter&two&acks=1")
+    assert "hunter" not in str(info.value)
+    assert "two" not in str(info.value)
+
+
+def test_text_that_utf8_cannot_encode_is_no_url() -> None:
+    with pytest.raises(ConfigError, match="UTF-8") as info:
+        parse_url("kafka://user:pass\ud800word@h:9092")
+    assert "pass" not in str(info.value)
