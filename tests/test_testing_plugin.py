@@ -234,6 +234,7 @@ def test_conformance_exports_every_test_class() -> None:
         _conformance_asyncio,
         _conformance_consuming,
         _conformance_groups,
+        _conformance_hostile,
         _conformance_producing,
         conformance,
     )
@@ -243,6 +244,7 @@ def test_conformance_exports_every_test_class() -> None:
         _conformance_asyncio,
         _conformance_consuming,
         _conformance_groups,
+        _conformance_hostile,
         _conformance_producing,
     )
     for part in parts:

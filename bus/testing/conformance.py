@@ -26,6 +26,7 @@ from bus.testing._conformance_api import *
 from bus.testing._conformance_asyncio import *
 from bus.testing._conformance_consuming import *
 from bus.testing._conformance_groups import *
+from bus.testing._conformance_hostile import *
 from bus.testing._conformance_producing import *
 
 __all__ = [
@@ -39,10 +40,13 @@ __all__ = [
     "TestConsumerClose",
     "TestEnqueue",
     "TestGroups",
+    "TestHostileAdmin",
+    "TestHostileConsuming",
+    "TestHostileProducing",
     "TestIteration",
     "TestMessageFields",
-    "TestMissingTopic",
     "TestMessageTooLarge",
+    "TestMissingTopic",
     "TestOffsetReset",
     "TestPartitioning",
     "TestPoll",

@@ -65,6 +65,7 @@ pytest.register_assert_rewrite(
             "_conformance_groups",
             "_conformance_api",
             "_conformance_asyncio",
+            "_conformance_hostile",
             "helpers",
             "statemachine",
         )
