@@ -15,7 +15,7 @@ import threading
 from collections.abc import Mapping
 from typing import Any
 
-from bus import TopicExistsError, UnknownTopicError
+from bus import DeliveryError, TopicExistsError, UnknownTopicError
 from bus.spi import Headers
 
 #: Kafka's default ``max.message.bytes`` (1 MiB plus the batch overhead).
@@ -32,7 +32,16 @@ Record = tuple[bytes | None, bytes | None, Headers, int]
 class Topic:
     """A topic: ``logs[p]`` is partition ``p``'s log; a record's offset is its index."""
 
-    __slots__ = ("config", "log_append_time", "logs", "max_bytes", "max_payload", "name")
+    __slots__ = (
+        "after_max",
+        "before_max",
+        "config",
+        "log_append_time",
+        "logs",
+        "max_bytes",
+        "max_payload",
+        "name",
+    )
 
     def __init__(self, name: str, partitions: int, config: Mapping[str, str]):
         self.name = name
@@ -42,6 +51,21 @@ class Topic:
         #: key + value bytes that surely fit a headerless record; larger ones are measured
         self.max_payload = self.max_bytes - RECORD_OVERHEAD
         self.log_append_time = config.get("message.timestamp.type") == "LogAppendTime"
+        #: how far (ms) a producer's timestamp may lie ahead of or behind the broker's
+        #: clock: Kafka 4's defaults, one hour ahead and any time back
+        self.after_max = int(config.get("message.timestamp.after.max.ms", 3_600_000))
+        self.before_max = int(config.get("message.timestamp.before.max.ms", 2**63 - 1))
+
+    def timestamp_error(self, timestamp: int, now: int) -> DeliveryError | None:
+        """The broker's refusal of a producer's ``timestamp`` at ``now``, if any."""
+        if self.log_append_time or now - self.before_max <= timestamp <= now + self.after_max:
+            return None
+        which, limit = ("after", self.after_max) if timestamp > now else ("before", self.before_max)
+        return DeliveryError(
+            f"timestamp {timestamp} is out of range for topic {self.name!r}: more than "
+            f"message.timestamp.{which}.max.ms={limit} from the broker's clock",
+            retriable=False,
+        )
 
 
 class Broker:

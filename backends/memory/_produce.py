@@ -88,6 +88,10 @@ class Appender:
             _check_size(topic, value, key, headers)
         if timestamp is None or topic.log_append_time:
             timestamp = time_ns() // 1_000_000
+        else:
+            refused = topic.timestamp_error(timestamp, time_ns() // 1_000_000)
+            if refused is not None:
+                raise refused
         log = logs[partition]
         offset = len(log)
         log.append((value, key, headers, timestamp))
@@ -181,6 +185,10 @@ class Appender:
                         > topic.max_payload
                     ):
                         _check_size(topic, value, key, headers)
+                    if timestamp is not None:
+                        refused = topic.timestamp_error(timestamp, now)
+                        if refused is not None:
+                            raise refused
                 except BusError as error:
                     add(error)
                     continue
