@@ -21,6 +21,7 @@ from aiokafka.errors import KafkaError
 
 import bus
 from backends._kafka_options import merged
+from backends.aiokafka import _auth
 from backends.aiokafka._consumer import AioKafkaConsumer
 from backends.aiokafka._errors import OTHER, mapped
 from backends.aiokafka._producer import AioKafkaProducer
@@ -33,11 +34,21 @@ from backends.aiokafka._settings import (
 from bus.spi import AsyncConsumerDriver, AsyncProducerDriver, Backend, BackendConfig
 
 _T = TypeVar("_T")
+_Kwargs = TypeVar("_Kwargs", bound=Mapping[str, Any])
+
+_auth.install_log_filter()
+
+
+def _protected(kwargs: _Kwargs) -> _Kwargs:
+    """``kwargs``, whose passwords aiokafka's log records will not show."""
+    _auth.protect(kwargs.get("sasl_plain_password"))
+    return kwargs
 
 
 class AioKafkaBackend(Backend):
     def __init__(self, config: BackendConfig):
-        self._common = common_kwargs(config.url, config.options)
+        self._common = _protected(common_kwargs(config.url, config.options))
+        _auth.protect(config.options.get("ssl_password"))
         self._options = config.options
         self._timeout: float = config.options.get("admin_timeout", 30.0)
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -47,7 +58,7 @@ class AioKafkaBackend(Backend):
 
     def async_producer(self, settings: Mapping[str, Any]) -> AsyncProducerDriver:
         settings = merged(self._options, settings)
-        kwargs = producer_kwargs(self._common, settings)
+        kwargs = _protected(producer_kwargs(self._common, settings))
         check_kwargs(AIOKafkaProducer, kwargs, "producer")
         return AioKafkaProducer(kwargs, settings)
 
@@ -55,7 +66,7 @@ class AioKafkaBackend(Backend):
         self, topics: tuple[str, ...], group: str | None, settings: Mapping[str, Any]
     ) -> AsyncConsumerDriver:
         settings = merged(self._options, settings)
-        kwargs = consumer_kwargs(self._common, group, settings)
+        kwargs = _protected(consumer_kwargs(self._common, group, settings))
         check_kwargs(AIOKafkaConsumer, kwargs, "consumer")
         return AioKafkaConsumer(kwargs, topics, group, settings)
 
@@ -83,7 +94,7 @@ class AioKafkaBackend(Backend):
             kwargs.pop("client_id", None)
             client = AIOKafkaAdminClient(**kwargs)
             try:
-                await asyncio.wait_for(client.start(), self._timeout)
+                await _auth.start(client.start(), kwargs, self._timeout)
             except (KafkaError, asyncio.TimeoutError, OSError) as exc:
                 await client.close()
                 raise mapped(exc, OTHER, "aiokafka:// admin could not connect") from exc

@@ -5,6 +5,10 @@ driver commits processed positions itself on the interval, when partitions are
 revoked (the rebalance listener runs before they move) and on close. aiokafka's
 group protocol is eager: ``on_revoke`` gets every partition, then ``on_assign`` the
 new set, so replaying the callbacks gives the assignment, as on the other backends.
+
+A poll raises what only the user can fix (a refused login, a topic or group the user
+may not use: ``bus.AuthenticationError``, ``bus.AuthorizationError``), and tells
+``on_error`` what aiokafka retries by itself (a broker away).
 """
 
 from __future__ import annotations
@@ -19,9 +23,11 @@ from typing import Any
 
 from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener
 from aiokafka import TopicPartition as RawTP
-from aiokafka.errors import KafkaError
+from aiokafka.errors import KafkaError, TopicAuthorizationFailedError, for_code
+from aiokafka.protocol.metadata import MetadataRequest
 
 import bus
+from backends.aiokafka import _auth
 from backends.aiokafka._client import no_auto_create
 from backends.aiokafka._errors import COMMIT, OTHER, REBALANCE_NOTE, mapped
 from bus.spi import AsyncConsumerDriver, ProblemReporter, consumed_message
@@ -39,6 +45,11 @@ _START_TIMEOUT = 30.0
 #: aiokafka retries a lost broker silently; while polls come back empty, the driver
 #: asks for cluster metadata this often and tells ``on_error`` when nobody answers.
 _HEALTH_EVERY = 2.0
+
+#: What a poll raises rather than tells ``on_error``: nothing comes of retrying until
+#: the user fixes the credentials or the ACLs. The rest (a broker away, a rebalance)
+#: goes to ``on_error`` while aiokafka retries.
+_MUST_FIX = (bus.AuthenticationError, bus.AuthorizationError)
 
 Key = tuple[str, int]
 
@@ -91,6 +102,8 @@ class AioKafkaConsumer(AsyncConsumerDriver):
         self._health: asyncio.Task[None] | None = None
         self._starting: asyncio.Task[None] | None = None
         self._unstarted: AIOKafkaConsumer | None = None  # the client being started
+        # Topics of a consumer without a group that the cluster says it may not read.
+        self._denied: set[str] = set()
 
     # -- life cycle --------------------------------------------------------------------------
 
@@ -119,7 +132,7 @@ class AioKafkaConsumer(AsyncConsumerDriver):
         raw = self._unstarted = AIOKafkaConsumer(**self._kwargs)
         try:
             with no_auto_create():  # the client's tasks, started here, keep it
-                await asyncio.wait_for(raw.start(), _START_TIMEOUT)
+                await _auth.start(raw.start(), self._kwargs, _START_TIMEOUT)
         except (KafkaError, asyncio.TimeoutError, OSError) as exc:
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(raw.stop(), _START_TIMEOUT)
@@ -146,10 +159,47 @@ class AioKafkaConsumer(AsyncConsumerDriver):
         except asyncio.TimeoutError:
             self._report(bus.TimeoutError("no cluster metadata (retrying)"))
             return
+        unknown = [t for t in self._topics if self._raw.partitions_for_topic(t) is None]
+        self._denied = await self._look_for(unknown) if unknown else set()
         wanted = {(t, p) for t in self._topics for p in (self._raw.partitions_for_topic(t) or ())}
         if wanted - self._assigned:
             self._raw.assign([RawTP(t, p) for t, p in sorted(wanted | self._assigned)])
             self._assigned |= wanted
+
+    async def _look_for(self, topics: list[str]) -> set[str]:
+        """Ask the cluster about ``topics``, which its metadata does not show; return
+        those this consumer may not read. aiokafka asks for every topic (until it has
+        an assignment), and the broker leaves out of that answer both the topics that
+        do not exist and those the user may not describe. One that exists after all
+        is added to what aiokafka follows, so the next refresh sees its partitions."""
+        assert self._raw is not None
+        client = self._raw._client
+        node = client.get_random_node()
+        if node is None:
+            return self._denied
+        request = MetadataRequest(topics, allow_auto_topic_creation=False)
+        try:
+            response = await asyncio.wait_for(client.send(node, request), _HEALTH_EVERY)
+        except (KafkaError, asyncio.TimeoutError, OSError):
+            return self._denied  # the health probe tells on_error if nobody answers
+        denied = set()
+        for entry in response.topics:
+            code, topic = entry[0], entry[1]
+            if for_code(code) is TopicAuthorizationFailedError:
+                denied.add(topic)
+            elif code == 0:
+                client.add_topic(topic)
+        return denied
+
+    def _check_allowed(self, raw: AIOKafkaConsumer) -> None:
+        """Raise ``bus.AuthorizationError`` for the topics this consumer may not read
+        (with a group, aiokafka notes them in its metadata and waits without a word)."""
+        denied = (raw._client.cluster.unauthorized_topics | self._denied).intersection(self._topics)
+        if denied:
+            names = ", ".join(sorted(denied))
+            raise mapped(
+                TopicAuthorizationFailedError(names), OTHER, f"not allowed to read {names}"
+            )
 
     # -- rebalance listener -------------------------------------------------------------------
 
@@ -234,6 +284,8 @@ class AioKafkaConsumer(AsyncConsumerDriver):
         deadline = None if timeout is None else time.monotonic() + timeout
         try:
             raw = await self._consumer(deadline)
+        except _MUST_FIX:
+            raise
         except bus.BusError as error:
             self._report(error)
             if deadline is not None:
@@ -249,6 +301,7 @@ class AioKafkaConsumer(AsyncConsumerDriver):
                 return []
             if self._group is None and time.monotonic() >= self._next_metadata:
                 await self._refresh_standalone()
+            self._check_allowed(raw)
             wait = (
                 _SLICE if deadline is None else max(0.0, min(_SLICE, deadline - time.monotonic()))
             )
@@ -263,7 +316,10 @@ class AioKafkaConsumer(AsyncConsumerDriver):
                         timeout_ms=int(wait * 1000), max_records=max_messages
                     )
                 except KafkaError as exc:
-                    self._report(mapped(exc, OTHER, "fetch failed"))
+                    failed = mapped(exc, OTHER, "fetch failed")
+                    if isinstance(failed, _MUST_FIX):
+                        raise failed from exc
+                    self._report(failed)
                     records = {}
             if records:
                 self._problems.clear()

@@ -48,7 +48,8 @@ async def topic_limit(client: Any, topic: str, timeout: float) -> int | None:
 
 def batch_size_of(key: bytes | None, value: bytes | None, headers: Any) -> int:
     """The most bytes a record batch holding only this record takes, uncompressed."""
-    return int(DefaultRecordBatchBuilder.estimate_size_in_bytes(key, value, headers or []))
+    # aiokafka's C builder takes a list only; bus headers are a tuple of pairs.
+    return int(DefaultRecordBatchBuilder.estimate_size_in_bytes(key, value, list(headers or ())))
 
 
 def fits(limit: int, key: bytes | None, value: bytes | None, headers: Any) -> bool:

@@ -11,7 +11,7 @@ from aiokafka import AIOKafkaProducer
 from aiokafka.errors import KafkaError
 
 import bus
-from backends.aiokafka import _accumulator, _limits
+from backends.aiokafka import _accumulator, _auth, _limits
 from backends.aiokafka._errors import DELIVERY, mapped
 from bus import murmur2_partition
 from bus.spi import (
@@ -118,7 +118,7 @@ class AioKafkaProducer(AsyncProducerDriver):
             if self._raw is None:
                 raw = AIOKafkaProducer(**self._kwargs)
                 try:
-                    await asyncio.wait_for(raw.start(), self._timeout)
+                    await _auth.start(raw.start(), self._kwargs, self._timeout)
                 except (KafkaError, asyncio.TimeoutError, OSError) as exc:
                     await _accumulator.stop(raw, _PURGE_REPORTS)
                     raise _failure(exc, "the cluster") from exc
@@ -370,21 +370,25 @@ class AioKafkaProducer(AsyncProducerDriver):
                 outcomes[i] = self._too_large(m.topic, cap)  # alone: the rest go on
                 continue
             partition = m.partition
+            count = counts.get(m.topic)
+            if count is None:
+                try:
+                    found = await asyncio.wait_for(
+                        raw.partitions_for(m.topic), max(0.0, deadline - time.monotonic())
+                    )
+                except (KafkaError, asyncio.TimeoutError) as exc:
+                    outcomes[i] = _failure(exc, m.topic)
+                    continue
+                count = counts[m.topic] = len(found)
             if partition is None:
-                count = counts.get(m.topic)
-                if count is None:
-                    try:
-                        found = await asyncio.wait_for(
-                            raw.partitions_for(m.topic), max(0.0, deadline - time.monotonic())
-                        )
-                    except (KafkaError, asyncio.TimeoutError) as exc:
-                        outcomes[i] = _failure(exc, m.topic)
-                        continue
-                    count = counts[m.topic] = len(found)
                 if m.key is not None and not self._own_partitioning:
                     partition = murmur2_partition(m.key, count)
                 else:
                     partition = self._choose(m.key, count)
+            elif partition >= count:  # aiokafka's send_batch would assert
+                missing = f"topic {m.topic!r} has no partition {partition}"
+                outcomes[i] = bus.UnknownTopicError(missing)
+                continue
             by_partition.setdefault((m.topic, partition), []).append(i)
         sent: list[tuple[asyncio.Future[Any], list[int], list[int], str]] = []
         now = int(time.time() * 1000)
