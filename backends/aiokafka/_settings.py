@@ -51,11 +51,24 @@ def common_kwargs(url: BusURL, options: Mapping[str, Any]) -> dict[str, Any]:
     if options.get("security_protocol"):
         kwargs["security_protocol"] = options["security_protocol"]
     if any(options.get(k) for k in ("ssl_cafile", "ssl_certfile", "ssl_keyfile")):
-        context = ssl.create_default_context(cafile=options.get("ssl_cafile"))
-        if options.get("ssl_certfile"):
-            context.load_cert_chain(
-                options["ssl_certfile"], options.get("ssl_keyfile"), options.get("ssl_password")
+        try:
+            context = ssl.create_default_context(cafile=options.get("ssl_cafile"))
+            if options.get("ssl_certfile"):
+                context.load_cert_chain(
+                    options["ssl_certfile"], options.get("ssl_keyfile"), options.get("ssl_password")
+                )
+        except (OSError, ValueError) as exc:  # ssl.SSLError is an OSError
+            # Which file, and what is wrong with it; never the key's password.
+            reason = getattr(exc, "strerror", None) or (exc.args[0] if exc.args else "")
+            files = ", ".join(
+                f"{k}={options[k]!r}"
+                for k in ("ssl_cafile", "ssl_certfile", "ssl_keyfile")
+                if options.get(k)
             )
+            raise ConfigError(
+                f"{url.scheme}:// cannot use its TLS files ({files}): "
+                f"{type(exc).__name__}: {reason}"
+            ) from exc
         kwargs["ssl_context"] = context
     if options.get("client_id"):
         kwargs["client_id"] = options["client_id"]

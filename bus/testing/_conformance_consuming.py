@@ -137,7 +137,13 @@ class TestMissingTopic:
     the backend allows that; consumers do not, so a misspelt name stays an empty
     read on every backend)."""
 
-    @pytest.mark.parametrize("grouped", [False, True], ids=["alone", "in-a-group"])
+    @pytest.mark.parametrize(
+        "grouped",
+        [
+            pytest.param(False, id="alone"),
+            pytest.param(True, id="in-a-group", marks=needs("consumer_groups")),
+        ],
+    )
     def test_polls_keep_their_timeout_and_nothing_is_created(
         self, bus_api: BusAPI, bus_topic: str, grouped: bool
     ) -> None:
