@@ -289,7 +289,6 @@ class TestMessageTooLarge:
             delivery = producer.send(big, b"small", timeout=DEADLINE)
         assert (delivery.partition, delivery.offset) == (0, 0)
 
-
     @needs("admin")
     def test_a_too_large_message_fails_alone_and_the_producer_carries_on(
         self, bus_api: BusAPI, bus_topic_factory: Callable[..., str]
