@@ -13,7 +13,8 @@ however long the broker is away. The producer's ``delivery_timeout`` and
 Every private name of aiokafka this project touches is in this module (the
 ``MessageAccumulator`` of ``AIOKafkaProducer._message_accumulator``: ``_batches``,
 ``_pending_batches``; a batch's ``_ctime`` and ``retry_count``; the
-``Sender.sender_task``), and the producer's tests run on a real broker against the
+``Sender.sender_task``; the ``TransactionManager``'s producer id, its waiter and its
+sequence numbers), and the producer's tests run on a real broker against the
 aiokafka versions ``pyproject.toml`` allows. A batch that was sent at least once is
 never removed here: it may be on the broker already.
 """
@@ -51,6 +52,19 @@ def fail_unsent(raw: Any, created_before: float, error: ErrorFor) -> int:
         else:
             del accumulator._batches[tp]
     return failed
+
+
+def forget_producer_id(raw: Any) -> bool:
+    """Make an idempotent (not transactional) ``raw`` ask for a new producer id before
+    it sends its next batch, numbering every partition from 0 again; whether it did.
+    aiokafka's sender asks for an id whenever it has none."""
+    txn = getattr(raw, "_txn_manager", None)
+    if txn is None or getattr(txn, "transactional_id", None) or not txn.has_pid():
+        return False
+    txn._pid_and_epoch = type(txn._pid_and_epoch)(-1, -1)  # aiokafka's "no producer id"
+    txn._pid_waiter = asyncio.get_running_loop().create_future()
+    txn._sequence_numbers.clear()
+    return True
 
 
 async def abandon(raw: Any, error: ErrorFor, timeout: float) -> None:

@@ -108,6 +108,7 @@ class AioKafkaProducer(AsyncProducerDriver):
         self._max_request: int = self._kwargs.get("max_request_size", 1_048_576)
         self._max_batch: int = self._kwargs.get("max_batch_size", 16_384)
         self._compressed = self._kwargs.get("compression_type") is not None
+        self._idempotent = bool(self._kwargs.get("enable_idempotence"))
 
     async def _producer(self) -> AIOKafkaProducer:
         if self._raw is not None:
@@ -218,6 +219,7 @@ class AioKafkaProducer(AsyncProducerDriver):
             if sent.cancelled():
                 future.cancel()
             elif sent.exception() is not None:
+                self._after_refusal(sent.exception())
                 future.set_exception(sent.exception())  # type: ignore[arg-type]
             else:
                 meta = sent.result()
@@ -239,12 +241,32 @@ class AioKafkaProducer(AsyncProducerDriver):
         if future.cancelled():
             error: bus.BusError = bus.DeliveryError(f"message to {topic} was cancelled")
         elif future.exception() is not None:
+            self._after_refusal(future.exception())
             error = _failure(future.exception(), topic)  # type: ignore[arg-type]
         else:
             if on_delivery is not None:
                 on_delivery(_delivery(future.result()), None)
             return
         self._tell(on_delivery, error)
+
+    def _refused(self, future: asyncio.Future[Any]) -> None:
+        """Done-callback of what ``send`` and ``send_batch`` wait for."""
+        if not future.cancelled() and future.exception() is not None:
+            self._after_refusal(future.exception())
+
+    def _after_refusal(self, exc: BaseException | None) -> None:
+        """A batch the broker refused for good (a timestamp out of range, a record too
+        large, ...) had taken sequence numbers the broker never saw: every later batch
+        to that partition would be out of sequence, fatal to an idempotent producer.
+        Forget the producer id, so the next batch goes under a new one. Runs as the
+        batch's own done-callback, before aiokafka's sender takes the next batch."""
+        if (
+            self._idempotent
+            and self._raw is not None
+            and isinstance(exc, KafkaError)
+            and not exc.retriable
+        ):
+            _accumulator.forget_producer_id(self._raw)
 
     def _tell(self, on_delivery: DeliveryCallback | None, error: bus.BusError) -> None:
         if on_delivery is None:
@@ -334,6 +356,7 @@ class AioKafkaProducer(AsyncProducerDriver):
             future = await asyncio.wait_for(
                 self._submit(topic, value, key, headers, partition, timestamp), limit
             )
+            future.add_done_callback(self._refused)
             meta = await asyncio.wait_for(
                 asyncio.shield(future), max(0.0, deadline - time.monotonic())
             )
@@ -414,6 +437,7 @@ class AioKafkaProducer(AsyncProducerDriver):
                 if appended is None:  # full: send it, start another
                     if members:
                         batch = await raw.send_batch(builder, topic, partition=partition)
+                        batch.add_done_callback(self._refused)
                         sent.append((batch, members, stamps, topic))
                     builder, members, stamps = raw.create_batch(), [], []
                     appended = builder.append(
@@ -426,6 +450,7 @@ class AioKafkaProducer(AsyncProducerDriver):
                 stamps.append(stamp)
             if members:
                 batch = await raw.send_batch(builder, topic, partition=partition)
+                batch.add_done_callback(self._refused)
                 sent.append((batch, members, stamps, topic))
         for future, members, stamps, topic in sent:
             try:

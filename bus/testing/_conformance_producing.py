@@ -35,6 +35,7 @@ __all__ = [
     "TestMessageTooLarge",
     "TestPartitioning",
     "TestProducerClose",
+    "TestRefusedByTheBroker",
     "TestSend",
     "TestSendBatch",
 ]
@@ -310,6 +311,33 @@ class TestMessageTooLarge:
             with pytest.raises(bus.MessageTooLarge):
                 producer.send(big, TOO_BIG, timeout=DEADLINE)
             assert producer.send(big, b"later", timeout=DEADLINE).offset == 3
+
+
+class TestRefusedByTheBroker:
+    @needs("timestamps")
+    def test_the_producer_carries_on_after_the_broker_refuses_a_message(
+        self, bus_api: BusAPI, bus_topic: str
+    ) -> None:
+        """A message the broker refuses for good (here a timestamp far in the future,
+        past Kafka's ``message.timestamp.after.max.ms``) fails alone: the producer
+        keeps writing, in order, whatever came before it and after it."""
+        far = int(time.time() * 1000) + 10 * 365 * 24 * 3600 * 1000
+        with bus_api.producer() as producer:
+            assert producer.send(bus_topic, b"before", partition=0).offset == 0
+            with pytest.raises(bus.DeliveryError):
+                producer.send(bus_topic, b"refused", partition=0, timestamp=far)
+            assert producer.send(bus_topic, b"after", partition=0).offset == 1
+            calls: list[Any] = []
+            producer.enqueue(
+                bus_topic,
+                b"refused",
+                partition=0,
+                timestamp=far,
+                on_delivery=lambda d, e: calls.append(e),
+            )
+            producer.flush(timeout=DEADLINE)
+            assert isinstance(calls[0], bus.DeliveryError)
+            assert producer.send(bus_topic, b"last", partition=0).offset == 2
 
 
 class TestEnqueue:

@@ -51,6 +51,7 @@ __all__ = [
     "TestPartitioning",
     "TestPoll",
     "TestProducerClose",
+    "TestRefusedByTheBroker",
     "TestSeek",
     "TestSend",
     "TestSendBatch",
