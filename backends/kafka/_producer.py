@@ -55,6 +55,14 @@ def _fits(limit: int, key: bytes | None, value: bytes | None, headers: Headers) 
     return size <= limit
 
 
+def _check_timestamp(timestamp: int | None) -> None:
+    if timestamp == 0:
+        raise bus.UnsupportedError(
+            "kafka:// cannot send timestamp=0: librdkafka takes 0 to mean 'now' "
+            "(send timestamp=1 for the epoch's first millisecond)"
+        )
+
+
 class KafkaProducer(ProducerDriver):
     """librdkafka batches and retries in its own threads; delivery reports are served
     by ``poll()``, which every call here makes, so reports never pile up."""
@@ -186,6 +194,7 @@ class KafkaProducer(ProducerDriver):
         timestamp: int | None,
         on_delivery: DeliveryCallback | None,
     ) -> None:
+        _check_timestamp(timestamp)
         report = self._unclaimed if on_delivery is None else self._reporter(on_delivery)
         try:
             if self._topic_limit is not None and self._plain:  # (_put checks the others)
@@ -240,6 +249,7 @@ class KafkaProducer(ProducerDriver):
         timestamp: int | None,
         timeout: float | None,
     ) -> bus.Delivery:
+        _check_timestamp(timestamp)
         limit = self._timeout if timeout is None else timeout
         deadline = time.monotonic() + limit
         done = threading.Event()
@@ -272,6 +282,8 @@ class KafkaProducer(ProducerDriver):
     def send_batch(
         self, messages: Sequence[bus.Message], timeout: float | None
     ) -> list[bus.Delivery | bus.BusError]:
+        for m in messages:  # before any of them is sent
+            _check_timestamp(m.timestamp)
         limit = self._timeout if timeout is None else timeout
         deadline = time.monotonic() + limit
         outcomes: list[bus.Delivery | bus.BusError | None] = [None] * len(messages)
