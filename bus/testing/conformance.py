@@ -27,6 +27,7 @@ from bus.testing._conformance_asyncio import *
 from bus.testing._conformance_consuming import *
 from bus.testing._conformance_groups import *
 from bus.testing._conformance_hostile import *
+from bus.testing._conformance_iteration import *
 from bus.testing._conformance_producing import *
 
 __all__ = [
@@ -44,6 +45,7 @@ __all__ = [
     "TestHostileConsuming",
     "TestHostileProducing",
     "TestIteration",
+    "TestIterationKeepsPlaces",
     "TestMessageFields",
     "TestMessageTooLarge",
     "TestMissingTopic",
