@@ -38,6 +38,7 @@ from pathlib import Path
 from typing import Any
 
 import bus
+from bench.goals import BY_CASE, GOALS
 
 #: Default results file, relative to the repository root (``make bench`` runs there).
 DEFAULT_OUTPUT = Path("bench/results/latest.json")
@@ -219,8 +220,9 @@ def python_version() -> str:
 
 
 def row(case: str, ours: Sample, peer: Sample, **extra: Any) -> dict[str, Any]:
-    """One results row: ``case`` (ours) against ``peer``; rates are best-of-runs."""
-    return {
+    """One results row: ``case`` (ours) against ``peer``; rates are best-of-runs. A case
+    with a goal (``bench.goals``) also gets ``goal`` and ``goal_met``, and says so."""
+    out = {
         "case": case,
         "ours": round(ours.best),
         "baseline_name": peer.contender.name,
@@ -241,11 +243,32 @@ def row(case: str, ours: Sample, peer: Sample, **extra: Any) -> dict[str, Any]:
         "loadavg_1m": _load1(),
         **extra,
     }
+    goal = BY_CASE.get(case)
+    if goal is not None:
+        out.update(goal=goal.text, goal_met=goal.met(out))
+        verdict = "met" if out["goal_met"] else "MISSED"
+        log(f"  {case}: {out['ratio']:.2f}x, {out['ours']:,} {UNIT} (goal {goal.text}: {verdict})")
+    return out
 
 
 def _load1() -> float | None:
     """The 1-minute load average now (after the runs of a row): how busy the box was."""
     return round(os.getloadavg()[0], 2) if hasattr(os, "getloadavg") else None
+
+
+def _grid(head: Sequence[str], body: Sequence[Sequence[str]], right: set[int]) -> str:
+    """``head`` and ``body`` as a plain-text table, columns ``right`` aligned right."""
+    widths = [max(len(line[i]) for line in (head, *body)) for i in range(len(head))]
+
+    def fmt(line: Sequence[str]) -> str:
+        cells = (
+            c.rjust(w) if i in right else c.ljust(w)
+            for i, (c, w) in enumerate(zip(line, widths, strict=True))
+        )
+        return " | ".join(cells).rstrip()
+
+    rule = "-+-".join("-" * w for w in widths)
+    return "\n".join([fmt(head), rule, *(fmt(line) for line in body)])
 
 
 def table(rows: Sequence[dict[str, Any]]) -> str:
@@ -262,26 +285,44 @@ def table(rows: Sequence[dict[str, Any]]) -> str:
         )
         for r in rows
     ]
-    widths = [max(len(str(line[i])) for line in (head, *body)) for i in range(len(head))]
-    right = {1, 3, 4, 5}
+    return _grid(head, body, {1, 3, 4, 5})
 
-    def fmt(line: Sequence[str]) -> str:
-        cells = (
-            str(c).rjust(w) if i in right else str(c).ljust(w)
-            for i, (c, w) in enumerate(zip(line, widths, strict=True))
+
+def goal_table(rows: Sequence[dict[str, Any]]) -> str:
+    """Every goal of ``bench.goals``, in order, with its row among ``rows`` (a results
+    file) and whether it is met; "not run" where the file has no such row."""
+    by_case = {r.get("case"): r for r in rows}
+    head = ("goal case", "ours msg/s", "baseline", "baseline msg/s", "ratio", "goal", "met")
+    body = []
+    for goal in GOALS:
+        r = by_case.get(goal.case)
+        if r is None:
+            body.append((goal.case, "", "not run", "", "", goal.text, ""))
+            continue
+        body.append(
+            (
+                goal.case,
+                f"{r['ours']:,}",
+                r["baseline_name"],
+                f"{r['baseline']:,}",
+                f"{r['ratio']:.2f}x",
+                goal.text,
+                "yes" if goal.met(r) else "NO",
+            )
         )
-        return " | ".join(cells)
-
-    rule = "-+-".join("-" * w for w in widths)
-    return "\n".join([fmt(head), rule, *(fmt(line) for line in body)])
+    return _grid(head, body, {1, 3, 4})
 
 
 def report(rows: Sequence[dict[str, Any]], rounds: int, env: dict[str, Any], output: Path) -> None:
-    """Print the table of ``rows`` and a summary line: rounds, load at the end, the run's
-    seconds (when ``env`` records them) and where the rows were written."""
+    """Print the table of ``rows``, a summary line (rounds, load at the end, the run's
+    seconds when ``env`` records them, where the rows were written), then the goal rows
+    of the whole ``output`` file, this run's and the other benchmarks' last ones."""
     print(table(rows))
     seconds = f"{env['seconds']} s; " if "seconds" in env else ""
     print(f"\nbest of {rounds} run(s); load {env['loadavg_1_5_15']}; {seconds}written to {output}")
+    saved = json.loads(output.read_text(encoding="utf-8"))
+    print(f"\ngoals (bench/goals.py), as {output} now holds them:")
+    print(goal_table(saved))
 
 
 def _write_json(path: Path, data: Any) -> None:

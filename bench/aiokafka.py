@@ -21,12 +21,14 @@ loop):
 
 * ``aiokafka async enqueue``: ``await producer.enqueue(topic, value)`` N times, then
   ``await flush()``, vs raw aiokafka: ``futs = [await p.send(topic, value) ...]`` then
-  ``await asyncio.gather(*futs)``. Goal: ratio >= 0.9.
+  ``await asyncio.gather(*futs)``.
 * ``aiokafka async send_batch``: ``await send_batch(chunk)`` of prebuilt ``bus.Message``
-  chunks, vs the same raw loop. Goal: >= 1.2 (batching should beat the naive loop).
+  chunks, vs the same raw loop.
 * ``aiokafka async poll_batch`` / ``aiokafka async iteration``: a ``poll_batch(500)``
   loop / ``async for m in consumer`` vs a raw ``getmany(max_records=500)`` loop.
-  Goals: >= 0.95 / >= 0.85.
+* ``aiokafka async poll_batch vs raw async for`` / ``aiokafka async iteration vs raw
+  async for``: the same two loops vs the raw loop most users write, ``async for record
+  in consumer`` (one ``getone()`` per record).
 * ``aiokafka async send vs faststream``: ``await send()`` one by one (waits for each
   acknowledgement) vs FastStream's ``await broker.publish(value, topic)``.
 * ``aiokafka async enqueue vs faststream``: the enqueue loop vs FastStream's
@@ -34,6 +36,8 @@ loop):
 * ``aiokafka async send_batch vs faststream``: ``send_batch`` vs FastStream's
   ``publish_batch(*values, topic=topic)`` (one aiokafka batch per call, acknowledged),
   same chunk size on both sides.
+
+The goals of these rows are in ``bench/goals.py``.
 
 FastStream (0.7) adds headers: ``publish`` two per message (``content-type`` and
 ``correlation_id``, a fresh uuid4; 62 bytes of names and values), ``publish_batch`` one
@@ -290,6 +294,7 @@ def faststream_publish(k: Kafka, label: str, mode: str, chunk: int = 0) -> Calla
 # -- consumers ----------------------------------------------------------------------------------
 
 RAW_GETMANY = f"aiokafka getmany(max_records={POLL})"
+RAW_ASYNC_FOR = "aiokafka async for record in consumer"
 
 
 def _verify_read(what: str, read: int, n: int, last: Any, more: int) -> None:
@@ -299,10 +304,34 @@ def _verify_read(what: str, read: int, n: int, last: Any, more: int) -> None:
     verify_read(what, read, n, offset, value, more, VALUE)
 
 
-def raw_getmany(k: Kafka, topic: str, total: int, label: str = RAW_GETMANY) -> Callable[[int], Run]:
+async def _iterate(consumer: Any, n: int) -> tuple[int, Any]:
+    """``async for`` over ``consumer`` (ours or aiokafka's) until the ``n``-th message:
+    how many were read and the last one. Iteration waits while nothing comes: if the
+    messages are not all there, a ``wait_for`` watchdog (``_within``) ends the wait and
+    the count check fails."""
+    read = 0
+    async for m in consumer:
+        read += 1
+        if read == n:
+            return read, m
+    return read, None
+
+
+async def _within(n: int, loop: Coroutine[Any, Any, tuple[int, Any]]) -> tuple[int, Any]:
+    """``loop`` (an ``_iterate``), given 60 s + 0.1 ms per message: (0, None) after that."""
+    with contextlib.suppress(asyncio.TimeoutError):
+        return await asyncio.wait_for(loop, 60 + n / 10_000)
+    return 0, None
+
+
+def raw_getmany(
+    k: Kafka, topic: str, total: int, label: str = RAW_GETMANY, one: bool = False
+) -> Callable[[int], Run]:
     """Our consumer's arguments; like our group-less consumer, start, then ``assign``
     every partition of the topic (no committed offsets: read from the earliest). The
-    partitions are known here; ours asks the cluster for them, one more round trip."""
+    partitions are known here; ours asks the cluster for them, one more round trip.
+    Then a ``getmany(max_records=500)`` loop, or with ``one`` the loop most users write,
+    ``async for record in consumer`` (one ``getone()`` per record)."""
 
     async def work(_: None, n: int) -> Run:
         consumer = AIOKafkaConsumer(**k.consumer_kwargs)
@@ -314,15 +343,18 @@ def raw_getmany(k: Kafka, topic: str, total: int, label: str = RAW_GETMANY) -> C
             with Clock(k, label) as clock:
                 await consumer.start()
                 consumer.assign([TopicPartition(topic, p) for p in range(PARTITIONS)])
-                while read < n:
-                    batches = await getmany(
-                        timeout_ms=int(POLL_TIMEOUT * 1000), max_records=min(POLL, n - read)
-                    )
-                    if not batches:
-                        break
-                    for records in batches.values():
-                        read += len(records)
-                        last = records[-1]
+                if one:
+                    read, last = await _within(n, _iterate(consumer, n))
+                else:
+                    while read < n:
+                        batches = await getmany(
+                            timeout_ms=int(POLL_TIMEOUT * 1000), max_records=min(POLL, n - read)
+                        )
+                        if not batches:
+                            break
+                        for records in batches.values():
+                            read += len(records)
+                            last = records[-1]
             if n == total:
                 extra = await consumer.getmany(timeout_ms=int(DRAIN_TIMEOUT * 1000))
                 more = sum(len(r) for r in extra.values())
@@ -358,21 +390,10 @@ def polybus_poll_batch(k: Kafka, topic: str, total: int, label: str) -> Callable
 
 
 def polybus_iteration(k: Kafka, topic: str, total: int, label: str) -> Callable[[int], Run]:
-    async def loop(consumer: bus.AsyncConsumer, n: int) -> tuple[int, bus.Message | None]:
-        read = 0
-        async for m in consumer:
-            read += 1
-            if read == n:
-                return read, m
-        return read, None
-
     async def work(_: None, n: int) -> Run:
         consumer = k.consumer(topic)
-        # Iteration waits while nothing comes: if the messages are not all there, the
-        # watchdog ends the wait and the count check below fails.
-        read, last = 0, None
-        with Clock(k, label) as clock, contextlib.suppress(asyncio.TimeoutError):
-            read, last = await asyncio.wait_for(loop(consumer, n), 60 + n / 10_000)
+        with Clock(k, label) as clock:
+            read, last = await _within(n, _iterate(consumer, n))
         more = 0
         if read == n == total:
             more = len(await consumer.poll_batch(POLL, timeout=DRAIN_TIMEOUT))
@@ -437,13 +458,15 @@ def _args(argv: list[str] | None) -> argparse.Namespace:
     return settle_kafka(p.parse_args(argv))
 
 
-#: (ours, baseline, extra row fields, warm-up messages, goal ratio or None)
-Pair = tuple[Contender, Contender, dict[str, Any], int, float | None]
+#: (ours, baseline, extra row fields, warm-up messages)
+Pair = tuple[Contender, Contender, dict[str, Any], int]
 
 ENQUEUE = "aiokafka async enqueue"
 SEND_BATCH = "aiokafka async send_batch"
 POLL_BATCH = "aiokafka async poll_batch"
 ITERATION = "aiokafka async iteration"
+POLL_BATCH_VS_ASYNC_FOR = "aiokafka async poll_batch vs raw async for"
+ITERATION_VS_ASYNC_FOR = "aiokafka async iteration vs raw async for"
 SEND_VS_FASTSTREAM = "aiokafka async send vs faststream"
 ENQUEUE_VS_FASTSTREAM = "aiokafka async enqueue vs faststream"
 BATCH_VS_FASTSTREAM = "aiokafka async send_batch vs faststream"
@@ -451,12 +474,13 @@ CASES = (
     ENQUEUE,
     SEND_BATCH,
     POLL_BATCH,
+    POLL_BATCH_VS_ASYNC_FOR,
     ITERATION,
+    ITERATION_VS_ASYNC_FOR,
     SEND_VS_FASTSTREAM,
     ENQUEUE_VS_FASTSTREAM,
     BATCH_VS_FASTSTREAM,
 )
-GOALS = {ENQUEUE: 0.9, SEND_BATCH: 1.2, POLL_BATCH: 0.95, ITERATION: 0.85}
 
 
 def _pairs(k: Kafka, args: argparse.Namespace, cases: list[str]) -> list[Pair]:
@@ -464,32 +488,32 @@ def _pairs(k: Kafka, args: argparse.Namespace, cases: list[str]) -> list[Pair]:
     fn, fchunk = args.faststream_count, args.faststream_chunk
     raw = Contender(RAW_SEND, n, raw_send(k))
     pairs: list[Pair] = []
-    if POLL_BATCH in cases or ITERATION in cases:
+    batched, each = f"poll_batch({POLL}) loop", "async for m in consumer"
+    consumers = [
+        pair
+        for pair in (
+            (POLL_BATCH, polybus_poll_batch, batched, RAW_GETMANY, False),
+            (POLL_BATCH_VS_ASYNC_FOR, polybus_poll_batch, batched, RAW_ASYNC_FOR, True),
+            (ITERATION, polybus_iteration, each, RAW_GETMANY, False),
+            (ITERATION_VS_ASYNC_FOR, polybus_iteration, each, RAW_ASYNC_FOR, True),
+        )
+        if pair[0] in cases
+    ]
+    if consumers:
         topic = pre_produce(k, m)
-        consumer_note = {
+        note = {
             "group": None,
             "offset_reset": "earliest",
             "max_messages": POLL,
             "timed": "consumer start + reading M messages",
         }
-        if POLL_BATCH in cases:
+        for case, ours, path, peer, one in consumers:
             pairs.append(
                 (
-                    Contender(POLL_BATCH, m, polybus_poll_batch(k, topic, m, POLL_BATCH)),
-                    Contender(RAW_GETMANY, m, raw_getmany(k, topic, m)),
-                    {"path": f"poll_batch({POLL}) loop", **consumer_note},
+                    Contender(case, m, ours(k, topic, m, case)),
+                    Contender(peer, m, raw_getmany(k, topic, m, peer, one)),
+                    {"path": path, **note},
                     1000,
-                    GOALS[POLL_BATCH],
-                )
-            )
-        if ITERATION in cases:
-            pairs.append(
-                (
-                    Contender(ITERATION, m, polybus_iteration(k, topic, m, ITERATION)),
-                    Contender(RAW_GETMANY, m, raw_getmany(k, topic, m)),
-                    {"path": "async for m in consumer", **consumer_note},
-                    1000,
-                    GOALS[ITERATION],
                 )
             )
     if ENQUEUE in cases:
@@ -502,7 +526,6 @@ def _pairs(k: Kafka, args: argparse.Namespace, cases: list[str]) -> list[Pair]:
                     "baseline_path": "futs = [await send() ...]; gather(*futs)",
                 },
                 1000,
-                GOALS[ENQUEUE],
             )
         )
     if SEND_BATCH in cases:
@@ -516,7 +539,6 @@ def _pairs(k: Kafka, args: argparse.Namespace, cases: list[str]) -> list[Pair]:
                     "chunk": chunk,
                 },
                 1000,
-                GOALS[SEND_BATCH],
             )
         )
     if SEND_VS_FASTSTREAM in cases:
@@ -529,7 +551,6 @@ def _pairs(k: Kafka, args: argparse.Namespace, cases: list[str]) -> list[Pair]:
                     "baseline_path": "await broker.publish(value, topic) one by one",
                 },
                 10,
-                None,
             )
         )
     if ENQUEUE_VS_FASTSTREAM in cases:
@@ -544,7 +565,6 @@ def _pairs(k: Kafka, args: argparse.Namespace, cases: list[str]) -> list[Pair]:
                     "baseline_path": "publish(no_confirm=True) one by one, then gather",
                 },
                 1000,
-                None,
             )
         )
     if BATCH_VS_FASTSTREAM in cases:
@@ -562,7 +582,6 @@ def _pairs(k: Kafka, args: argparse.Namespace, cases: list[str]) -> list[Pair]:
                     "chunk": fchunk,
                 },
                 1000,
-                None,
             )
         )
     return pairs
@@ -583,14 +602,8 @@ def main(argv: list[str] | None = None) -> int:
             log(
                 kafka_plan("bench.aiokafka", args, SIZE, broker, start, "publish(no_confirm)/batch")
             )
-            for ours, peer, fields, warmup, goal in _pairs(k, args, cases):
+            for ours, peer, extra, warmup in _pairs(k, args, cases):
                 mine, theirs = alternate(ours, peer, rounds, warmup=warmup)
-                ratio = mine.best / theirs.best
-                extra = dict(fields)
-                if goal is not None:
-                    met = ratio >= goal
-                    extra.update(goal=goal, goal_met=met)
-                    log(f"  ratio {ratio:.2f} (goal >= {goal}: {'met' if met else 'MISSED'})")
                 rows.append(k.row(mine, theirs, rounds, SIZE, **extra))
         except BenchError as error:
             log(f"bench.aiokafka FAILED: {error}")

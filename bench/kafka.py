@@ -24,6 +24,8 @@ Pairs (ours, then the baseline, in turns in one process):
 * ``kafka sync poll_batch`` / ``kafka sync iteration``: a ``poll_batch(500)`` loop /
   ``for m in consumer`` vs a raw ``consume(500, timeout)`` loop; no group on either side
   (every partition assigned from the beginning), the consumer settings polybus uses.
+* ``kafka sync poll_batch vs raw poll`` / ``kafka sync iteration vs raw poll``: the same
+  two loops vs the raw loop most users write, ``poll(timeout)``: one message per call.
 * ``kafka sync enqueue vs kcat``: the enqueue loop again, vs one ``kcat -P -l FILE``
   process with the same ``-X`` settings, timed from start to exit (its start-up, about
   10 ms, is recorded as ``kcat_one_message_s``).
@@ -368,29 +370,44 @@ def faststream_publish(k: Kafka, label: str, confirm: bool) -> Callable[[int], R
 # -- consumers ----------------------------------------------------------------------------------
 
 RAW_CONSUME = f"confluent-kafka consume({POLL})"
+RAW_POLL = "confluent-kafka poll() loop"
 
 
-def raw_consume(k: Kafka, topic: str, total: int, label: str = RAW_CONSUME) -> Callable[[int], Run]:
+def raw_consume(
+    k: Kafka, topic: str, total: int, label: str = RAW_CONSUME, one: bool = False
+) -> Callable[[int], Run]:
     """Our consumer's settings; like our group-less consumer's constructor, fetch the
-    topic's metadata and ``assign`` its partitions from the beginning before timing."""
+    topic's metadata and ``assign`` its partitions from the beginning before timing.
+    Then a ``consume(500, timeout)`` loop, or with ``one`` the loop most users write,
+    ``poll(timeout)``: one message per call. Each message's ``error()`` is checked."""
 
     def work(n: int) -> Run:
         consumer = RawConsumer(dict(k.consumer_conf))
         consumer.list_topics(topic, timeout=10)
         consumer.assign([TopicPartition(topic, p, OFFSET_BEGINNING) for p in range(PARTITIONS)])
-        consume = consumer.consume
+        consume, poll = consumer.consume, consumer.poll
         read = 0
         last: Any = None
         with Clock(k, label) as clock:
-            while read < n:
-                batch = consume(POLL, POLL_TIMEOUT)
-                if not batch:
-                    break
-                for m in batch:
+            if one:
+                while read < n:
+                    m = poll(POLL_TIMEOUT)
+                    if m is None:
+                        break
                     if m.error() is not None:
                         raise BenchError(f"{label}: {m.error()}")
-                read += len(batch)
-                last = batch[-1]
+                    read += 1
+                    last = m
+            else:
+                while read < n:
+                    batch = consume(POLL, POLL_TIMEOUT)
+                    if not batch:
+                        break
+                    for m in batch:
+                        if m.error() is not None:
+                            raise BenchError(f"{label}: {m.error()}")
+                    read += len(batch)
+                    last = batch[-1]
         more = len(consumer.consume(POLL, DRAIN_TIMEOUT)) if n == total else 0
         consumer.close()
         verify_read(label, read, n, last and last.offset(), last and last.value(), more, VALUE)
@@ -516,6 +533,8 @@ ENQUEUE = "kafka sync enqueue"
 SEND_BATCH = "kafka sync send_batch"
 POLL_BATCH = "kafka sync poll_batch"
 ITERATION = "kafka sync iteration"
+POLL_BATCH_VS_POLL = "kafka sync poll_batch vs raw poll"
+ITERATION_VS_POLL = "kafka sync iteration vs raw poll"
 VS_KCAT = "kafka sync enqueue vs kcat"
 SEND_VS_FASTSTREAM = "kafka sync send vs faststream"
 ENQUEUE_VS_FASTSTREAM = "kafka sync enqueue vs faststream"
@@ -523,7 +542,9 @@ CASES = (
     ENQUEUE,
     SEND_BATCH,
     POLL_BATCH,
+    POLL_BATCH_VS_POLL,
     ITERATION,
+    ITERATION_VS_POLL,
     VS_KCAT,
     SEND_VS_FASTSTREAM,
     ENQUEUE_VS_FASTSTREAM,
@@ -534,24 +555,26 @@ def _pairs(k: Kafka, args: argparse.Namespace, cases: list[str]) -> list[Pair]:
     n, chunk, m, s = args.count, args.chunk, args.consume_count, args.send_count
     raw = Contender(RAW_PRODUCE, n, raw_produce(k))
     pairs: list[Pair] = []
-    if POLL_BATCH in cases or ITERATION in cases:
+    batched, each = f"poll_batch({POLL}) loop", "for m in consumer"
+    consumers = [
+        pair
+        for pair in (
+            (POLL_BATCH, polybus_poll_batch, batched, RAW_CONSUME, False),
+            (POLL_BATCH_VS_POLL, polybus_poll_batch, batched, RAW_POLL, True),
+            (ITERATION, polybus_iteration, each, RAW_CONSUME, False),
+            (ITERATION_VS_POLL, polybus_iteration, each, RAW_POLL, True),
+        )
+        if pair[0] in cases
+    ]
+    if consumers:
         topic = pre_produce(k, m)
-        consumer_note = {"group": None, "offset_reset": "earliest", "max_messages": POLL}
-        if POLL_BATCH in cases:
+        note = {"group": None, "offset_reset": "earliest", "max_messages": POLL}
+        for case, ours, path, peer, one in consumers:
             pairs.append(
                 (
-                    Contender(POLL_BATCH, m, polybus_poll_batch(k, topic, m, POLL_BATCH)),
-                    Contender(RAW_CONSUME, m, raw_consume(k, topic, m)),
-                    {"path": f"poll_batch({POLL}) loop", **consumer_note},
-                    1000,
-                )
-            )
-        if ITERATION in cases:
-            pairs.append(
-                (
-                    Contender(ITERATION, m, polybus_iteration(k, topic, m, ITERATION)),
-                    Contender(RAW_CONSUME, m, raw_consume(k, topic, m)),
-                    {"path": "for m in consumer", **consumer_note},
+                    Contender(case, m, ours(k, topic, m, case)),
+                    Contender(peer, m, raw_consume(k, topic, m, peer, one)),
+                    {"path": path, **note},
                     1000,
                 )
             )
