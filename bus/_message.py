@@ -5,12 +5,31 @@ from __future__ import annotations
 from typing import Any
 
 import attrs
+from attrs.exceptions import FrozenInstanceError
 
 Headers = tuple[tuple[str, bytes | None], ...]
 
 
-@attrs.frozen
-class Message:
+_FIELDS = ("topic", "value", "key", "headers", "partition", "offset", "timestamp")
+
+
+class _Fields:
+    """The seven slots of a ``Message``, settable: a ``Message`` is built as one of
+    these, then becomes a ``Message`` (same layout, so ``__class__`` may change), which
+    costs half of setting frozen slots one by one. Never seen outside this module."""
+
+    __slots__ = ("headers", "key", "offset", "partition", "timestamp", "topic", "value")
+
+    topic: str
+    value: Any
+    key: Any
+    headers: Headers
+    partition: int | None
+    offset: int | None
+    timestamp: int | None
+
+
+class Message(_Fields):
     """One record of a topic.
 
     On the way in (``send_batch``) only ``topic``, ``value`` and optionally ``key``,
@@ -21,15 +40,81 @@ class Message:
     ``value`` and ``key`` are ``bytes`` unless the consumer has a deserializer, in
     which case they are the decoded objects. ``headers`` keep their order and may
     repeat a name.
+
+    A frozen value: setting or deleting a field raises ``attrs.exceptions.
+    FrozenInstanceError`` (an ``AttributeError``); equal only to a ``Message`` with
+    equal fields, hashable when its fields are; ``replace(**changes)`` makes a copy
+    with some fields changed.
     """
 
-    topic: str
-    value: Any
-    key: Any = None
-    headers: Headers = ()
-    partition: int | None = None
-    offset: int | None = None
-    timestamp: int | None = None
+    __slots__ = ()
+    __match_args__ = ("topic", "value", "key", "headers", "partition", "offset", "timestamp")
+
+    def __new__(
+        cls,
+        topic: str,
+        value: Any,
+        key: Any = None,
+        headers: Headers = (),
+        partition: int | None = None,
+        offset: int | None = None,
+        timestamp: int | None = None,
+    ) -> Message:
+        m = _Fields()
+        m.topic = topic
+        m.value = value
+        m.key = key
+        m.headers = headers
+        m.partition = partition
+        m.offset = offset
+        m.timestamp = timestamp
+        m.__class__ = cls
+        return m  # type: ignore[return-value]
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        raise FrozenInstanceError()
+
+    def __delattr__(self, name: str) -> None:
+        raise FrozenInstanceError()
+
+    def _values(self) -> tuple[Any, ...]:
+        return (
+            self.topic,
+            self.value,
+            self.key,
+            self.headers,
+            self.partition,
+            self.offset,
+            self.timestamp,
+        )
+
+    def __eq__(self, other: object) -> bool:
+        if other.__class__ is not self.__class__:
+            return NotImplemented
+        return self._values() == other._values()
+
+    def __ne__(self, other: object) -> bool:
+        result = self.__eq__(other)
+        return result if result is NotImplemented else not result
+
+    def __hash__(self) -> int:
+        return hash(self._values())
+
+    def __repr__(self) -> str:
+        fields = ", ".join(f"{name}={getattr(self, name)!r}" for name in _FIELDS)
+        return f"Message({fields})"
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (Message, self._values())
+
+    def replace(self, **changes: Any) -> Message:
+        """A copy with ``changes`` (field names as keywords) applied."""
+        unknown = set(changes) - set(_FIELDS)
+        if unknown:
+            raise TypeError(f"Message has no field {sorted(unknown)[0]!r}")
+        fields = dict(zip(_FIELDS, self._values(), strict=True))
+        fields.update(changes)
+        return Message(**fields)
 
 
 @attrs.frozen
@@ -54,12 +139,6 @@ def _slot_setters(cls: type) -> tuple[Any, ...]:
     return tuple(cls.__dict__[field.name].__set__ for field in attrs.fields(cls))
 
 
-_new = object.__new__
-_set_topic, _set_value, _set_key, _set_headers, _set_partition, _set_offset, _set_stamp = (
-    _slot_setters(Message)
-)
-
-
 def consumed_message(
     topic: str,
     value: Any,
@@ -69,21 +148,23 @@ def consumed_message(
     offset: int,
     timestamp: int | None,
 ) -> Message:
-    """``Message(topic, value, key, headers, partition, offset, timestamp)``, built
-    through the slots (a third cheaper than the frozen ``__init__``) for backends that
-    turn every consumed record into a ``Message``. The fields must already be of the
-    right types: nothing is checked here, as nothing is in ``__init__``."""
-    m = _new(Message)
-    _set_topic(m, topic)
-    _set_value(m, value)
-    _set_key(m, key)
-    _set_headers(m, headers)
-    _set_partition(m, partition)
-    _set_offset(m, offset)
-    _set_stamp(m, timestamp)
-    return m
+    """``Message(topic, value, key, headers, partition, offset, timestamp)``, positional,
+    for backends that turn every consumed record into a ``Message``. The fields must
+    already be of the right types: nothing is checked here, as nothing is in
+    ``Message()``."""
+    m = _Fields()
+    m.topic = topic
+    m.value = value
+    m.key = key
+    m.headers = headers
+    m.partition = partition
+    m.offset = offset
+    m.timestamp = timestamp
+    m.__class__ = Message
+    return m  # type: ignore[return-value]
 
 
+_new = object.__new__
 _set_d_topic, _set_d_partition, _set_d_offset, _set_d_stamp = _slot_setters(Delivery)
 
 

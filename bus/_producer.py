@@ -6,8 +6,6 @@ import threading
 from collections.abc import Callable, Iterable
 from typing import Any, TypeVar
 
-import attrs
-
 from bus._callbacks import guarded
 from bus._checks import (
     batch_outcome,
@@ -136,8 +134,7 @@ class _ProducerCore:
                 or partition is not m.partition
                 or timestamp is not m.timestamp
             ):
-                batch[i] = attrs.evolve(
-                    m,
+                batch[i] = m.replace(
                     value=value,
                     key=key,
                     headers=headers,

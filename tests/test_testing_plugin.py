@@ -235,6 +235,7 @@ def test_conformance_exports_every_test_class() -> None:
         _conformance_consuming,
         _conformance_groups,
         _conformance_hostile,
+        _conformance_iteration,
         _conformance_producing,
         conformance,
     )
@@ -245,6 +246,7 @@ def test_conformance_exports_every_test_class() -> None:
         _conformance_consuming,
         _conformance_groups,
         _conformance_hostile,
+        _conformance_iteration,
         _conformance_producing,
     )
     for part in parts:
