@@ -51,7 +51,7 @@ def test_a_restarted_broker_keeps_every_deadline_and_loses_no_acknowledged_messa
     assert outcome.unreported == 0, outcome
     assert outcome.lost == 0, outcome
     assert outcome.details["send_during_outage_s"] < 2.0 + 2.0, outcome
-    assert outcome.details["worst_poll_overrun_s"] < 1.0, outcome
+    assert outcome.details["worst_poll_overrun_s"] < 1.5, outcome
     assert 1 <= outcome.details["on_error_calls"] <= 4, outcome
     assert outcome.acknowledged >= outcome.sent * 2 // 3, outcome  # after the restart
 
