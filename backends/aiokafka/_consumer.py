@@ -130,19 +130,22 @@ class AioKafkaConsumer(AsyncConsumerDriver):
 
     async def _start(self) -> None:
         raw = self._unstarted = AIOKafkaConsumer(**self._kwargs)
+        if self._group is not None:
+            # Subscribed before start, so start() returns once the group has given this
+            # member its first assignment (the start runs in a task of its own: polls
+            # keep their timeouts meanwhile, and close cancels it).
+            raw.subscribe(topics=list(self._topics), listener=_Listener(self))
         try:
             with no_auto_create():  # the client's tasks, started here, keep it
                 await _auth.start(raw.start(), self._kwargs, _START_TIMEOUT)
         except (KafkaError, asyncio.TimeoutError, OSError) as exc:
+            self._unstarted = None
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(raw.stop(), _START_TIMEOUT)
             raise mapped(exc, OTHER, "aiokafka:// consumer could not start") from exc
-        finally:
-            self._unstarted = None
-        if self._group is not None:
-            # Subscribed once started: aiokafka's start() would wait for every topic
-            # of the subscription to exist; the group takes a topic when it appears.
-            raw.subscribe(topics=list(self._topics), listener=_Listener(self))
+        # Cancelled (by close), the half-started client stays in _unstarted: close stops
+        # it, or it would stay a member of the group that never reads.
+        self._unstarted = None
         self._raw = raw
         if self._group is None:
             await self._refresh_standalone()
@@ -424,10 +427,11 @@ class AioKafkaConsumer(AsyncConsumerDriver):
         if self._starting is not None and not self._starting.done():
             self._starting.cancel()
             await asyncio.wait({self._starting}, timeout=left())
-            unstarted = self._unstarted
+            unstarted, self._unstarted = self._unstarted, None
             if unstarted is not None:
+                stop_within = _START_TIMEOUT if deadline is None else max(0.1, left() or 0.0)
                 with contextlib.suppress(Exception):
-                    await asyncio.wait_for(unstarted.stop(), left())
+                    await asyncio.wait_for(unstarted.stop(), stop_within)
         if self._raw is None:
             return
         try:
