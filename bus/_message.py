@@ -139,6 +139,9 @@ def _slot_setters(cls: type) -> tuple[Any, ...]:
     return tuple(cls.__dict__[field.name].__set__ for field in attrs.fields(cls))
 
 
+_new_message = Message.__new__  # the one way a Message is built
+
+
 def consumed_message(
     topic: str,
     value: Any,
@@ -152,16 +155,7 @@ def consumed_message(
     for backends that turn every consumed record into a ``Message``. The fields must
     already be of the right types: nothing is checked here, as nothing is in
     ``Message()``."""
-    m = _Fields()
-    m.topic = topic
-    m.value = value
-    m.key = key
-    m.headers = headers
-    m.partition = partition
-    m.offset = offset
-    m.timestamp = timestamp
-    m.__class__ = Message
-    return m  # type: ignore[return-value]
+    return _new_message(Message, topic, value, key, headers, partition, offset, timestamp)
 
 
 _new = object.__new__
