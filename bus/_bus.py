@@ -90,6 +90,11 @@ def _client_settings(
             f"{where}: heartbeat_interval ({settings['heartbeat_interval']:g}s) must be more "
             f"than 0 and less than session_timeout ({settings['session_timeout']:g}s)"
         )
+    if scope == CONSUMER and settings["max_poll_interval"] < settings["session_timeout"]:
+        raise ConfigError(
+            f"{where}: max_poll_interval ({settings['max_poll_interval']:g}s) must be at least "
+            f"session_timeout ({settings['session_timeout']:g}s)"
+        )
     return settings
 
 
@@ -241,6 +246,7 @@ class Bus:
                 decoder(value),
                 decoder(key),
                 capabilities=self.capabilities,
+                max_poll_interval=settings["max_poll_interval"],
             )
         )
 
@@ -281,6 +287,7 @@ class Bus:
                 decoder(value),
                 decoder(key),
                 capabilities=self.capabilities,
+                max_poll_interval=settings["max_poll_interval"],
             )
         )
 

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import threading
-from collections.abc import AsyncIterator, Iterator
+import time
+from collections.abc import AsyncIterator, Iterator, Mapping
 from typing import Any
 
 from bus._checks import (
@@ -17,12 +18,27 @@ from bus._checks import (
 from bus._checks import deserialize_messages as _decode
 from bus._codecs import Decoder
 from bus._errors import ClosedError, UnsupportedError
+from bus._held import Held
 from bus._message import Message, TopicPartition
 from bus.spi import AsyncConsumerDriver, ConsumerDriver
 
+#: How many messages iteration asks the driver for at a time (drivers that can
+#: ``give_back``; the others are iterated one ``poll`` at a time).
+ITERATION_BATCH = 500
+#: ``max_poll_interval`` when the consumer is made without settings (tests).
+_MAX_POLL_INTERVAL = 300.0
+
+
+def _gives_back(driver: ConsumerDriver | AsyncConsumerDriver) -> bool:
+    base = AsyncConsumerDriver if isinstance(driver, AsyncConsumerDriver) else ConsumerDriver
+    return type(driver).give_back is not base.give_back
+
 
 class _ConsumerCore:
-    """What both consumers share: checks and deserialization, no I/O."""
+    """What both consumers share: checks, deserialization and the held batch of
+    iteration, no I/O."""
+
+    _driver: ConsumerDriver | AsyncConsumerDriver
 
     def __init__(
         self,
@@ -32,7 +48,13 @@ class _ConsumerCore:
         decode_value: Decoder | None,
         decode_key: Decoder | None,
         capabilities: frozenset[str] | None,
+        max_poll_interval: float,
     ):
+        self._held = Held()
+        self._holds = _gives_back(self._driver)
+        self._hold_for = max_poll_interval / 2
+        if self._holds:
+            self._driver.before_revoke = self._revoking
         self._can_seek = capabilities is None or "seek" in capabilities
         self._backend = backend
         self.topics = topics
@@ -50,6 +72,41 @@ class _ConsumerCore:
         if self._decoding and batch:
             return _decode(batch, self._decode_value, self._decode_key)
         return batch
+
+    def _decoded_one(self, message: Message) -> Message:
+        return _decode([message], self._decode_value, self._decode_key)[0]
+
+    # -- the held batch: what the driver must hear of it ---------------------------------
+
+    def _positions_to_give_back(self, *, closing: bool) -> Mapping[TopicPartition, int]:
+        """Where the application stopped in the held batch. Going on (a commit, a batch
+        held too long): the messages not handed out go back. Closing: so does the last
+        one handed out, which the application never finished (it did not ask for the
+        next), and every other partition of the batch counts as processed."""
+        held = self._held
+        if closing:
+            return held.positions(max(held.next - 1, 0), every=True)
+        return held.positions(held.next, every=False)
+
+    def _release_held(self, *, closing: bool) -> None:
+        """Tell the driver where the application stopped, and forget the held batch."""
+        held = self._held
+        if held.waiting() or (closing and held.messages):
+            self._driver.give_back(self._positions_to_give_back(closing=closing))
+        held.clear()
+
+    def _revoking(self, partitions: set[TopicPartition]) -> None:
+        """``driver.before_revoke``: the held messages of ``partitions`` go back (the
+        last one handed out too: the application is still at it), and are never
+        handed out."""
+        held = self._held
+        if not held.messages:
+            return
+        keys = {(tp.topic, tp.partition) for tp in partitions}
+        positions = held.positions(max(held.next - 1, 0), every=True, only=keys)
+        if positions:
+            self._driver.give_back(positions)
+        held.drop(keys)
 
     def _check_seek(self, topic: Any, partition: Any, offset: Any) -> tuple[str, int, int]:
         if not self._can_seek:
@@ -101,6 +158,8 @@ class Consumer(_ConsumerCore):
     call after it raises ``bus.ClosedError``.
     """
 
+    _driver: ConsumerDriver
+
     def __init__(
         self,
         driver: ConsumerDriver,
@@ -111,22 +170,38 @@ class Consumer(_ConsumerCore):
         decode_key: Decoder | None = None,
         *,
         capabilities: frozenset[str] | None = None,
+        max_poll_interval: float = _MAX_POLL_INTERVAL,
     ):
-        super().__init__(backend, topics, group, decode_value, decode_key, capabilities)
         self._driver = driver
+        super().__init__(
+            backend, topics, group, decode_value, decode_key, capabilities, max_poll_interval
+        )
         self._io = threading.RLock()  # held while the driver polls; close() waits for it
         self._state = threading.Lock()
 
     def _poll(self, max_messages: int, timeout: float | None) -> list[Message]:
         self._ensure_open()
+        held = self._held
+        if held.waiting() and time.monotonic() < held.renew_at:
+            return self._decoded(held.take(max_messages))  # what a loop left
         return self._poll_open(max_messages, timeout)
 
     def _poll_open(self, max_messages: int, timeout: float | None) -> list[Message]:
         with self._io:
             if self._closing:
                 return []
+            self._release_held(closing=False)
             batch = self._driver.poll_batch(max_messages, timeout)
         return self._decoded(batch)
+
+    def _refill(self) -> None:
+        """Fetch the next batch to hand out (giving back what is left of the last)."""
+        with self._io:
+            if self._closing:
+                return
+            self._release_held(closing=False)
+            batch = self._driver.poll_batch(ITERATION_BATCH, None)
+            self._held.fill(batch, time.monotonic() + self._hold_for)
 
     def poll(self, timeout: float | None = None) -> Message | None:
         """The next message, or ``None`` after ``timeout`` seconds (``None``: wait
@@ -141,23 +216,43 @@ class Consumer(_ConsumerCore):
 
     def __iter__(self) -> Iterator[Message]:
         """Yield messages until ``close()`` is called (from any thread). Blocks while
-        there are none, without spinning."""
+        there are none, without spinning. Every loop over the consumer, and ``poll``,
+        goes on from one place: leaving a loop loses nothing."""
+        return self._iterate_held() if self._holds else self._iterate_one_by_one()
+
+    def _iterate_one_by_one(self) -> Iterator[Message]:
         while not self._closing:
             batch = self._poll_open(1, None)  # [] once close() came from another thread
             if batch:
                 yield batch[0]
+
+    def _iterate_held(self) -> Iterator[Message]:
+        held = self._held
+        decode = self._decoded_one if self._decoding else None
+        clock = time.monotonic
+        while not self._closing:
+            i = held.next
+            messages = held.messages
+            if i < len(messages) and clock() < held.renew_at:
+                held.next = i + 1
+                yield messages[i] if decode is None else decode(messages[i])
+            else:
+                self._refill()  # returns at once after close()
 
     def commit(self, message: Message | None = None) -> None:
         """Commit every processed position (``None``: everything returned so far), or
         ``message``'s partition up to and including it. Raises ``bus.CommitError``."""
         self._ensure_open()
         self._check_commit(message)
+        if message is None:
+            self._release_held(closing=False)  # what was not handed out is not committed
         self._driver.commit(message)  # no lock: on_revoke may commit from inside a poll
 
     def seek(self, topic: str, partition: int, offset: int) -> None:
         """Make ``offset`` the next message read from an assigned partition."""
         self._ensure_open()
         args = self._check_seek(topic, partition, offset)
+        self._held.drop({(topic, partition)})
         self._driver.seek(*args)
 
     def assignment(self) -> frozenset[TopicPartition]:
@@ -175,6 +270,7 @@ class Consumer(_ConsumerCore):
             self._closing = True
         self._driver.wakeup()
         with self._io:
+            self._release_held(closing=True)
             self._driver.close(timeout)
 
     def __enter__(self) -> Consumer:
@@ -193,6 +289,8 @@ class AsyncConsumer(_ConsumerCore):
     closable, and the message it was waiting for is not counted as processed.
     """
 
+    _driver: AsyncConsumerDriver
+
     def __init__(
         self,
         driver: AsyncConsumerDriver,
@@ -203,9 +301,12 @@ class AsyncConsumer(_ConsumerCore):
         decode_key: Decoder | None = None,
         *,
         capabilities: frozenset[str] | None = None,
+        max_poll_interval: float = _MAX_POLL_INTERVAL,
     ):
-        super().__init__(backend, topics, group, decode_value, decode_key, capabilities)
         self._driver = driver
+        super().__init__(
+            backend, topics, group, decode_value, decode_key, capabilities, max_poll_interval
+        )
         self._io: asyncio.Lock | None = None  # made lazily: it binds to the running loop
 
     def _lock(self) -> asyncio.Lock:
@@ -215,11 +316,23 @@ class AsyncConsumer(_ConsumerCore):
 
     async def _poll(self, max_messages: int, timeout: float | None) -> list[Message]:
         self._ensure_open()
+        held = self._held
+        if held.waiting() and time.monotonic() < held.renew_at:
+            return self._decoded(held.take(max_messages))  # what a loop left
         async with self._lock():
             if self._closing:
                 return []
+            self._release_held(closing=False)
             batch = await self._driver.poll_batch(max_messages, timeout)
         return self._decoded(batch)
+
+    async def _refill(self) -> None:
+        async with self._lock():
+            if self._closing:
+                return
+            self._release_held(closing=False)
+            batch = await self._driver.poll_batch(ITERATION_BATCH, None)
+            self._held.fill(batch, time.monotonic() + self._hold_for)
 
     async def poll(self, timeout: float | None = None) -> Message | None:
         """The next message, or ``None`` after ``timeout`` seconds."""
@@ -233,24 +346,40 @@ class AsyncConsumer(_ConsumerCore):
         return await self._poll(check_max_messages(max_messages), check_timeout(timeout))
 
     def __aiter__(self) -> AsyncIterator[Message]:
-        return self._iterate()
+        return self._iterate_held() if self._holds else self._iterate_one_by_one()
 
-    async def _iterate(self) -> AsyncIterator[Message]:
+    async def _iterate_one_by_one(self) -> AsyncIterator[Message]:
         while not self._closing:
             batch = await self._poll(1, None)
             if batch:
                 yield batch[0]
 
+    async def _iterate_held(self) -> AsyncIterator[Message]:
+        held = self._held
+        decode = self._decoded_one if self._decoding else None
+        clock = time.monotonic
+        while not self._closing:
+            i = held.next
+            messages = held.messages
+            if i < len(messages) and clock() < held.renew_at:
+                held.next = i + 1
+                yield messages[i] if decode is None else decode(messages[i])
+            else:
+                await self._refill()  # returns at once after close()
+
     async def commit(self, message: Message | None = None) -> None:
         """Commit processed positions, or ``message``'s partition through it."""
         self._ensure_open()
         self._check_commit(message)
+        if message is None:
+            self._release_held(closing=False)  # what was not handed out is not committed
         await self._driver.commit(message)  # no lock: on_revoke may commit from inside a poll
 
     async def seek(self, topic: str, partition: int, offset: int) -> None:
         """Make ``offset`` the next message read from an assigned partition."""
         self._ensure_open()
         args = self._check_seek(topic, partition, offset)
+        self._held.drop({(topic, partition)})
         await self._driver.seek(*args)
 
     def assignment(self) -> frozenset[TopicPartition]:
@@ -267,6 +396,7 @@ class AsyncConsumer(_ConsumerCore):
         self._closing = True
         self._driver.wakeup()
         async with self._lock():
+            self._release_held(closing=True)
             await self._driver.close(timeout)
 
     async def __aenter__(self) -> AsyncConsumer:

@@ -270,6 +270,15 @@ CORE_OPTIONS: tuple[Option, ...] = (
         _seconds_between(0.001, 3_600),
     ),
     Option(
+        "max_poll_interval",
+        frozenset({CONSUMER}),
+        300.0,
+        "Seconds a group member may go between polls (or loop turns) before the group "
+        "takes it for dead and moves its partitions; at least session_timeout. Iteration "
+        "never holds a fetched batch for more than half of it.",
+        _seconds_between(0.001, 86_400),
+    ),
+    Option(
         "on_assign",
         frozenset({CONSUMER}),
         None,

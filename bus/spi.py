@@ -33,6 +33,7 @@ backends import nothing else from ``bus``; an import contract checks it):
   the ``Partitioner`` type, so a backend places keys where the others do;
 - the fast constructors ``consumed_message`` and ``acknowledged`` for backends that
   build a ``Message``/``Delivery`` per record, and the ``Headers`` type;
+- ``redelivered``, for a consumer driver's ``give_back``;
 - ``UnclaimedFailures``, the bookkeeping of failures no ``on_delivery`` claimed, and
   ``ProblemReporter``, which tells ``on_error`` of each problem once per change;
 - ``client_settings(url, scope, options)``: the settings a driver factory gets,
@@ -104,6 +105,7 @@ __all__ = [
     "is_secret_key",
     "make_partitioner",
     "mapping",
+    "redelivered",
     "seconds",
     "text",
 ]
@@ -294,7 +296,34 @@ class ConsumerDriver(abc.ABC):
     processed when ``poll_batch`` (or ``commit(None)``) is called again; auto-commit,
     rebalance and close commit processed positions only. ``on_assign``/``on_revoke``
     are called from inside ``poll_batch``.
+
+    A driver that also implements ``give_back`` lets the core iterate over a held
+    batch: ``for message in consumer`` then asks for many messages at a time and hands
+    them out one by one, telling the driver through ``give_back`` where the
+    application stopped whenever that matters (a commit, a rebalance, close, a batch
+    held for half of ``max_poll_interval``). Without it, iteration polls one message at
+    a time.
     """
+
+    #: Set by the core before the first ``poll_batch`` when the driver implements
+    #: ``give_back``. A driver whose rebalances run outside ``poll_batch`` (in a
+    #: background thread or task) calls it with the partitions it is about to give up,
+    #: *before* it commits their processed positions: the core gives back what it
+    #: still holds of them and never hands those out. Called from inside
+    #: ``poll_batch`` it does nothing, and a driver may do that too.
+    before_revoke: Callable[[set[TopicPartition]], None] | None = None
+
+    def give_back(self, positions: Mapping[TopicPartition, int]) -> None:
+        """Optional. The application stopped short in the batch ``poll_batch`` returned
+        last: for each partition named, the messages from that offset on never reached
+        it (or, when closing, it did not finish them). The driver counts that
+        partition's messages below the offset as processed (never lowering a position
+        a commit raised), forgets the rest as returned, and returns them again, first
+        and in order, from its next ``poll_batch``, unless the partition is revoked or
+        seeked meanwhile. Partitions not named are left as they are; a partition not in
+        the last batch (seeked or revoked since) is ignored. Bookkeeping only: no I/O,
+        called from the polling thread or from ``before_revoke``."""
+        raise UnsupportedError(f"{type(self).__name__} cannot give messages back")
 
     @abc.abstractmethod
     def poll_batch(self, max_messages: int, timeout: float | None) -> list[Message]:
@@ -366,7 +395,15 @@ class AsyncProducerDriver(abc.ABC):
 class AsyncConsumerDriver(abc.ABC):
     """``ConsumerDriver``'s asyncio twin. A cancelled ``poll_batch`` returns nothing:
     the batch before it counts as processed (the application asked for more), none of
-    what it would have returned does. ``wakeup()`` may come from any task or thread."""
+    what it would have returned does. ``wakeup()`` may come from any task or thread.
+    ``give_back`` and ``before_revoke`` are as on ``ConsumerDriver``, and synchronous
+    (``before_revoke`` is called on the event loop, from the task that rebalances)."""
+
+    before_revoke: Callable[[set[TopicPartition]], None] | None = None
+
+    def give_back(self, positions: Mapping[TopicPartition, int]) -> None:
+        """Optional: as ``ConsumerDriver.give_back``."""
+        raise UnsupportedError(f"{type(self).__name__} cannot give messages back")
 
     @abc.abstractmethod
     async def poll_batch(self, max_messages: int, timeout: float | None) -> list[Message]: ...
@@ -385,6 +422,19 @@ class AsyncConsumerDriver(abc.ABC):
 
     @abc.abstractmethod
     async def close(self, timeout: float | None) -> None: ...
+
+
+def redelivered(
+    batch: Sequence[Message], positions: Mapping[tuple[str, int], int]
+) -> list[Message]:
+    """The messages of ``batch`` at or after their partition's offset in ``positions``,
+    in order: what a driver's ``give_back`` returns again (``positions`` maps
+    ``(topic, partition)`` to the first offset given back)."""
+    return [
+        m
+        for m in batch
+        if (m.topic, m.partition) in positions and m.offset >= positions[(m.topic, m.partition)]  # type: ignore[index, operator]
+    ]
 
 
 class ProblemReporter:

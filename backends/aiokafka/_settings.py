@@ -130,6 +130,7 @@ def consumer_kwargs(
     if group is not None:
         kwargs["session_timeout_ms"] = int(settings["session_timeout"] * 1000)
         kwargs["heartbeat_interval_ms"] = int(settings["heartbeat_interval"] * 1000)
+        kwargs["max_poll_interval_ms"] = int(settings["max_poll_interval"] * 1000)
     if settings.get("client_id"):
         kwargs["client_id"] = settings["client_id"]
     kwargs.update(settings.get("config") or {})

@@ -114,6 +114,7 @@ def consumer_config(
         # librdkafka's defaults are Java's 45 s and 3 s; one default on every backend.
         conf["session.timeout.ms"] = int(settings["session_timeout"] * 1000)
         conf["heartbeat.interval.ms"] = int(settings["heartbeat_interval"] * 1000)
+        conf["max.poll.interval.ms"] = int(settings["max_poll_interval"] * 1000)
     else:
         conf["group.id"] = "polybus-no-group"  # librdkafka wants one; nothing is committed
     if settings.get("client_id"):

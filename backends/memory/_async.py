@@ -125,6 +125,10 @@ class AsyncMemoryConsumer(AsyncConsumerDriver):
         with self._state.broker.lock:
             self._state.commit(message)
 
+    def give_back(self, positions: Mapping[TopicPartition, int]) -> None:
+        with self._state.broker.lock:
+            self._state.give_back(positions)
+
     async def seek(self, topic: str, partition: int, offset: int) -> None:
         with self._state.broker.lock:
             self._state.seek(TopicPartition(topic, partition), offset)

@@ -248,6 +248,16 @@ class ConsumerState:
                 break
         return out
 
+    def give_back(self, positions: Mapping[TopicPartition, int]) -> None:
+        """The application stopped short in the batch handed out last: per partition,
+        what lies below the offset is processed, the rest is read again from there."""
+        for tp, offset in positions.items():
+            if self.returned.pop(tp, None) is None:
+                continue  # not in the last batch, or seeked or revoked since
+            if self.processed.get(tp, -1) < offset:
+                self.processed[tp] = offset
+            self.positions[tp] = offset
+
     def seek(self, tp: TopicPartition, offset: int) -> None:
         if tp not in self.assigned:
             raise ValueError(

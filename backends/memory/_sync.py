@@ -112,6 +112,10 @@ class MemoryConsumer(ConsumerDriver):
         with self._state.broker.lock:
             self._state.commit(message)
 
+    def give_back(self, positions: Mapping[TopicPartition, int]) -> None:
+        with self._state.broker.lock:
+            self._state.give_back(positions)
+
     def seek(self, topic: str, partition: int, offset: int) -> None:
         with self._state.broker.lock:
             self._state.seek(TopicPartition(topic, partition), offset)

@@ -11,7 +11,9 @@ a held batch has lost or repeated messages before:
 - a second ``for`` over the consumer while the first iterator still lives;
 - leaving a loop (``break``) and going on with ``poll``;
 - ``commit(message)`` inside the loop, then leaving it;
-- a rebalance while the loop runs (no message of a partition taken away).
+- a rebalance while the loop runs (no message of a partition taken away);
+- a loop slower than ``max_poll_interval`` over a whole batch (the group must not
+  take the member for dead while it works through what it holds).
 """
 
 from __future__ import annotations
@@ -109,7 +111,9 @@ class TestIterationKeepsPlaces:
     ) -> None:
         topic = bus_topic_factory(partitions=PARTITIONS)
         group = f"{topic}-g"
-        per_partition = 200
+        # More than a held batch (500 here), so that the first member still has
+        # messages to read after it gives partitions up, whichever it keeps.
+        per_partition = 1000
         options = {"offset_reset": "earliest", "auto_commit_interval": 0.2}
         outside: list[tuple[int | None, int | None, frozenset[bus.TopicPartition]]] = []
         seen = 0
@@ -129,7 +133,7 @@ class TestIterationKeepsPlaces:
                     if seen == 5:  # in the middle of what the first member fetched
                         second = bus_api.consumer(topic, group=group, **options)
                     if second is not None:
-                        second.poll(timeout=0.05)  # joins, then takes its share
+                        second.poll(timeout=0.01)  # joins, then takes its share
                     if shrunk_at is None and len(first.assignment()) < PARTITIONS:
                         shrunk_at = seen
                     if shrunk_at is not None and seen >= shrunk_at + 10:
@@ -141,3 +145,39 @@ class TestIterationKeepsPlaces:
                     second.close()
         assert shrunk_at is not None, "the second member never took a partition"
         assert not outside, f"messages of partitions no longer held: {outside[:5]}"
+
+    @needs("consumer_groups")
+    def test_a_slow_loop_stays_in_its_group_past_max_poll_interval(
+        self, bus_api: BusAPI, bus_topic: str
+    ) -> None:
+        # Each message takes 40% of max_poll_interval: the loop as a whole takes
+        # 2.4 times as long, one message never does. A consumer that held the batch
+        # until it was done would be dropped by the group half way.
+        group = f"{bus_topic}-g"
+        sent = values("i", 6)
+        with bus_api.producer() as producer:
+            send_all(producer, bus_topic, sent)
+        max_poll = 2.0
+        taken: list[set[bus.TopicPartition]] = []
+        options = {
+            "offset_reset": "earliest",
+            "auto_commit_interval": NEVER,
+            "session_timeout": 1.5,
+            "heartbeat_interval": 0.3,
+            "max_poll_interval": max_poll,
+            "on_revoke": taken.append,
+        }
+        read: list[bus.Message] = []
+        with bus_api.consumer(bus_topic, group=group, **options) as consumer:
+            for message in consumer:
+                read.append(message)
+                time.sleep(0.4 * max_poll)  # the work the application does per message
+                if len(read) == len(sent):
+                    break
+            consumer.commit()
+            assert not taken, f"the group took {taken} away from a member that kept working"
+        assert [m.value for m in read] == sent
+        with bus_api.producer() as producer:
+            send_all(producer, bus_topic, [b"after"])
+        with bus_api.consumer(bus_topic, group=group, **options) as again:
+            assert [m.value for m in consume(again, 1)] == [b"after"]  # the commit held

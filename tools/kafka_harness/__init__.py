@@ -793,6 +793,9 @@ def default_properties(size: int) -> dict[str, str]:
         "share.coordinator.state.topic.min.isr": min_isr,
         "share.coordinator.state.topic.num.partitions": 10,
         "group.initial.rebalance.delay.ms": 0,
+        # Tests of slow group members may use session timeouts down to 1 s (6 s is
+        # the broker's default least).
+        "group.min.session.timeout.ms": 1000,
         # Lean on 2 cores and a 512 MiB heap.
         "num.network.threads": 2,
         "num.io.threads": 4,
