@@ -89,7 +89,7 @@ class Message(_Fields):
         )
 
     def __eq__(self, other: object) -> bool:
-        if other.__class__ is not self.__class__:
+        if not isinstance(other, Message):  # a RecordMessage is a Message too
             return NotImplemented
         return self._values() == other._values()
 
@@ -115,6 +115,34 @@ class Message(_Fields):
         fields = dict(zip(_FIELDS, self._values(), strict=True))
         fields.update(changes)
         return Message(**fields)
+
+
+class RecordMessage(Message):
+    """A consumed ``Message`` that reads its fields from the backend's own record each
+    time one is asked for, so that a batch costs one small object per record and a
+    loop pays only for the fields it reads. A backend subclasses it (``__slots__ =
+    ()``) and defines the seven fields as properties over ``self._record``; the
+    record must not change afterwards. Everything else is ``Message``'s: frozen, equal
+    to (and hashed as) the plain ``Message`` with the same fields, pickled and
+    ``replace``d as a plain ``Message``. Build one with ``record_wrapper(cls)``."""
+
+    __slots__ = ("_record",)
+    _record: Any
+
+    def __new__(cls, *args: Any, **kwargs: Any) -> RecordMessage:
+        raise TypeError(f"{cls.__name__} is built by its backend; make a bus.Message instead")
+
+
+_put_record = RecordMessage.__dict__["_record"].__set__
+
+
+def record_wrapper(cls: type[RecordMessage]) -> Any:
+    """``wrap(record) -> Message``: an instance of ``cls`` over ``record``. Returns the
+    two parts (``object.__new__`` and the slot setter) for a hot loop that inlines
+    them: ``m = new(cls); put(m, record)``."""
+    if not issubclass(cls, RecordMessage) or cls.__dict__.get("__slots__") != ():
+        raise TypeError("record_wrapper takes a RecordMessage subclass with __slots__ = ()")
+    return object.__new__, _put_record
 
 
 @attrs.frozen

@@ -109,7 +109,7 @@ class _ProducerCore:
         if self._no_headers or self._no_timestamps:
             plain = False  # every message takes the checked path
         for i, m in enumerate(batch):
-            if m.__class__ is not Message:
+            if not isinstance(m, Message):
                 raise TypeError(
                     f"send_batch takes bus.Message items; item {i} is {type(m).__name__}"
                 )

@@ -31,6 +31,8 @@ backends import nothing else from ``bus``; an import contract checks it):
 - the parsed URL (``BusURL``) and ``is_secret_key`` for backend-native settings;
 - the partitioner factory ``make_partitioner(name)`` (the ``partitioner`` option) and
   the ``Partitioner`` type, so a backend places keys where the others do;
+- ``RecordMessage`` and ``record_wrapper``, for a backend whose client library's
+  records already hold every field: a ``Message`` over the record, read on access;
 - the fast constructors ``consumed_message`` and ``acknowledged`` for backends that
   build a ``Message``/``Delivery`` per record, and the ``Headers`` type;
 - ``redelivered``, for a consumer driver's ``give_back``;
@@ -52,7 +54,16 @@ from typing import Any
 import attrs
 
 from bus._errors import BusError, UnsupportedError
-from bus._message import Delivery, Headers, Message, TopicPartition, acknowledged, consumed_message
+from bus._message import (
+    Delivery,
+    Headers,
+    Message,
+    RecordMessage,
+    TopicPartition,
+    acknowledged,
+    consumed_message,
+    record_wrapper,
+)
 from bus._options import (
     ALL,
     BUS,
@@ -94,6 +105,7 @@ __all__ = [
     "Partitioner",
     "ProblemReporter",
     "ProducerDriver",
+    "RecordMessage",
     "UnclaimedFailures",
     "acknowledged",
     "boolean",
@@ -105,6 +117,7 @@ __all__ = [
     "is_secret_key",
     "make_partitioner",
     "mapping",
+    "record_wrapper",
     "redelivered",
     "seconds",
     "text",
