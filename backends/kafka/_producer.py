@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import logging
+import random
 import threading
 import time
+from collections import deque
 from collections.abc import Callable, Mapping, Sequence
+from functools import partial
 from typing import Any
 
-from confluent_kafka import KafkaException
+from confluent_kafka import KafkaError, KafkaException
 from confluent_kafka import Producer as RawProducer
 
 import bus
@@ -21,8 +25,17 @@ from bus.spi import (
     make_partitioner,
 )
 
+LOGGER = logging.getLogger("bus.kafka")
+
 #: How long one wait for delivery reports lasts before checking deadlines again.
 _SLICE = 0.1
+#: Most messages in one ``produce_batch`` call of ``send_batch`` (and so in a row to the
+#: partition chosen for messages without key or partition; librdkafka's own sticky
+#: partitioner keeps one for 10 ms, more at these rates).
+_RUN = 1000
+#: Seconds before ``send_batch`` asks again for the partitions of a topic it could not
+#: learn them of (meanwhile its messages go one by one).
+_COUNT_RETRY = 10.0
 #: Seconds close() serves the reports of the messages it purged.
 _PURGE_REPORTS = 5.0
 #: enqueue() serves delivery reports on every 64th call.
@@ -63,6 +76,47 @@ def _check_timestamp(timestamp: int | None) -> None:
         )
 
 
+class _Outcomes:
+    """The outcome of each message of one ``send_batch``, in input order, as their
+    reports come. Reports come from ``poll`` in the calling thread."""
+
+    __slots__ = ("outcomes", "pending", "waiting")
+
+    def __init__(self, count: int):
+        self.outcomes: list[bus.Delivery | bus.BusError | None] = [None] * count
+        self.pending = count
+        # Per partition, the indexes of the messages produced in runs, in produce order.
+        self.waiting: dict[tuple[str, int], deque[int]] = {}
+
+    def report(self, index: int, err: Any, msg: Any) -> None:
+        self.outcomes[index] = _delivery(msg) if err is None else _failure(err, msg)
+        self.pending -= 1
+
+    def report_run(self, err: Any, msg: Any) -> None:
+        """One callback for every message of the runs: librdkafka reports a partition's
+        messages in the order they were produced. Never raises (librdkafka calls it)."""
+        waiting = self.waiting.get((msg.topic(), msg.partition()))
+        if not waiting:  # not one of ours: its own outcome stays a timeout, told here
+            LOGGER.error("kafka send_batch: a report for no message: %s", msg)
+            return
+        index = waiting.popleft()
+        self.outcomes[index] = _delivery(msg) if err is None else _failure(err, msg)
+        self.pending -= 1
+
+    def refused(self, index: int, error: bus.BusError) -> None:
+        self.outcomes[index] = error
+        self.pending -= 1
+
+    def expect(self, topic: str, partition: int, run_at: list[int]) -> None:
+        queue = self.waiting.get((topic, partition))
+        if queue is None:
+            queue = self.waiting[(topic, partition)] = deque()
+        queue.extend(run_at)
+
+    def unexpect(self, topic: str, partition: int, index: int) -> None:
+        self.waiting[(topic, partition)].remove(index)
+
+
 class KafkaProducer(ProducerDriver):
     """librdkafka batches and retries in its own threads; delivery reports are served
     by ``poll()``, which every call here makes, so reports never pile up."""
@@ -86,6 +140,8 @@ class KafkaProducer(ProducerDriver):
             make_partitioner("round_robin") if settings["partitioner"] == "round_robin" else None
         )
         self._counts: dict[str, int] = {}
+        self._count_retry: dict[str, float] = {}
+        self._queue_max = int(conf.get("queue.buffering.max.messages", 100_000))
         self._produce = self._raw.produce
         self._poll = self._raw.poll
         self._plain = self._round_robin is None
@@ -197,10 +253,8 @@ class KafkaProducer(ProducerDriver):
         _check_timestamp(timestamp)
         report = self._unclaimed if on_delivery is None else self._reporter(on_delivery)
         try:
-            if self._topic_limit is not None and self._plain:  # (_put checks the others)
-                limit = self._limits.get(topic)
-                if limit is None or limit < self._max_message:  # else librdkafka checks
-                    self._check_size(topic, key, value, headers, time.monotonic() + self._timeout)
+            if self._plain and not self._librdkafka_checks(topic):  # (_put checks the others)
+                self._check_size(topic, key, value, headers, time.monotonic() + self._timeout)
             if partition is None and timestamp is None and not headers and self._plain:
                 try:  # the hot path: no keyword dict, no deadline until the queue is full
                     self._produce(topic, value, key, on_delivery=report)
@@ -282,45 +336,157 @@ class KafkaProducer(ProducerDriver):
     def send_batch(
         self, messages: Sequence[bus.Message], timeout: float | None
     ) -> list[bus.Delivery | bus.BusError]:
+        """Runs of messages to one topic without headers or timestamps go to librdkafka
+        through ``produce_batch``, each with its partition chosen here, so that one
+        callback for the whole batch maps every report back to its message: librdkafka
+        reports the messages of a partition in the order they were produced. The
+        others (headers, timestamps, keys the partitioner must place, a topic whose
+        size limit is ours to check) are produced one by one, in order with the runs."""
         for m in messages:  # before any of them is sent
             _check_timestamp(m.timestamp)
         limit = self._timeout if timeout is None else timeout
         deadline = time.monotonic() + limit
-        outcomes: list[bus.Delivery | bus.BusError | None] = [None] * len(messages)
-        pending = [len(messages)]
-
-        def reporter(index: int) -> Callable[[Any, Any], None]:
-            def report(err: Any, msg: Any) -> None:
-                outcomes[index] = _delivery(msg) if err is None else _failure(err, msg)
-                pending[0] -= 1
-
-            return report
-
+        batch = _Outcomes(len(messages))
+        run: list[dict[str, Any]] = []
+        run_at: list[int] = []
+        run_topic, run_partition = "", -1
+        sticky: dict[str, int] = {}  # per topic, the partition of messages without one
         for i, m in enumerate(messages):
-            report = reporter(i)
-            try:
-                self._put(
-                    m.topic, m.value, m.key, m.headers, m.partition, m.timestamp, report, deadline
+            topic = m.topic
+            if self._batchable(m, deadline):
+                partition = m.partition
+                if partition is None:
+                    partition = sticky.get(topic, -1)
+                    if partition < 0 or len(run) >= _RUN:  # (_batchable learnt the count)
+                        partition = sticky[topic] = random.randrange(self._counts[topic])
+                if topic != run_topic or partition != run_partition or len(run) >= _RUN:
+                    self._produce_run(batch, run_topic, run_partition, run, run_at, deadline)
+                    run, run_at, run_topic, run_partition = [], [], topic, partition
+                run.append(
+                    {"value": m.value} if m.key is None else {"value": m.value, "key": m.key}
                 )
-            except KafkaException as exc:
-                report(exc.args[0], None)
-            except bus.BusError as exc:
-                outcomes[i] = exc
-                pending[0] -= 1
-        while pending[0] > 0 and time.monotonic() < deadline:
+                run_at.append(i)
+                continue
+            self._produce_run(batch, run_topic, run_partition, run, run_at, deadline)
+            run, run_at, run_topic, run_partition = [], [], "", -1
+            self._produce_one(
+                batch, i, (m.topic, m.value, m.key, m.headers, m.partition, m.timestamp), deadline
+            )
+        self._produce_run(batch, run_topic, run_partition, run, run_at, deadline)
+        outcomes = batch.outcomes
+        while batch.pending > 0 and time.monotonic() < deadline:
             self._poll(min(deadline - time.monotonic(), _SLICE))
             standing = self._standing.current()
-            if standing is not None and pending[0] > 0:
+            if standing is not None and batch.pending > 0:
                 for i, o in enumerate(outcomes):
                     if o is None:
                         outcomes[i] = standing
                 break
         if any(isinstance(o, bus.Delivery) for o in outcomes):
             self._standing.clear()
+        if batch.pending <= 0:
+            return outcomes  # type: ignore[return-value]  # every one is set
         return [
             o if o is not None else bus.TimeoutError(f"no acknowledgement within {limit:g}s")
             for o in outcomes
         ]
+
+    def _batchable(self, m: bus.Message, deadline: float) -> bool:
+        """Whether ``m`` may go in a ``produce_batch`` run: no headers and no timestamp
+        (it takes neither), a partition known here (given, or none needed: no key), a
+        size librdkafka checks itself, and a topic whose partitions are known."""
+        if m.headers or m.timestamp is not None or (m.key is not None and m.partition is None):
+            return False
+        if not self._plain or not self._librdkafka_checks(m.topic):
+            return False
+        return m.partition is not None or self._partition_count(m.topic, deadline) is not None
+
+    def _produce_run(
+        self,
+        batch: _Outcomes,
+        topic: str,
+        partition: int,
+        run: list[dict[str, Any]],
+        run_at: list[int],
+        deadline: float,
+    ) -> None:
+        """``run``'s messages, to one partition, with one ``produce_batch``."""
+        if not run:
+            return
+        # Make room first: a run refused half way for a full queue would be retried
+        # out of order.
+        while len(self._raw) + len(run) > self._queue_max and time.monotonic() < deadline:
+            self._poll(_SLICE)
+        batch.expect(topic, partition, run_at)
+        try:
+            queued = self._raw.produce_batch(
+                topic, run, partition=partition, on_delivery=batch.report_run
+            )
+        except KafkaException as exc:
+            queued = 0
+            for fields in run:
+                fields.setdefault("_error", exc.args[0])
+        except BufferError:
+            queued = 0
+            for fields in run:
+                fields.setdefault("_error", KafkaError(KafkaError._QUEUE_FULL))
+        if queued == len(run):
+            return
+        for fields, index in zip(run, run_at, strict=True):
+            err = fields.get("_error")
+            if err is None:
+                continue
+            batch.unexpect(topic, partition, index)  # no report will come
+            if err.code() == KafkaError._QUEUE_FULL:  # the bytes limit filled it: wait
+                one = (topic, fields["value"], fields.get("key"), (), partition, None)
+                self._produce_one(batch, index, one, deadline)
+            else:
+                batch.report(index, err, None)
+
+    def _produce_one(
+        self,
+        batch: _Outcomes,
+        index: int,
+        fields: tuple[str, bytes | None, bytes | None, Headers, int | None, int | None],
+        deadline: float,
+    ) -> None:
+        """One message of ``send_batch``, through the per-message path."""
+        on_delivery = partial(batch.report, index)
+        try:
+            self._put(*fields, on_delivery, deadline)
+        except KafkaException as exc:
+            on_delivery(exc.args[0], None)
+        except bus.BusError as exc:
+            batch.refused(index, exc)
+
+    def _partition_count(self, topic: str, deadline: float) -> int | None:
+        """The topic's partition count, learnt once (within the deadline, at most 2 s);
+        ``None`` while it is not known (a missing topic, no answer), asked again after
+        ``_COUNT_RETRY`` seconds."""
+        count = self._counts.get(topic)
+        if count is not None:
+            return count
+        if time.monotonic() < self._count_retry.get(topic, 0.0):
+            return None
+        try:
+            meta = self._raw.list_topics(
+                topic, timeout=max(0.01, min(deadline - time.monotonic(), 2.0))
+            ).topics.get(topic)
+        except KafkaException:
+            meta = None
+        if meta is None or meta.error is not None or not meta.partitions:
+            self._count_retry[topic] = time.monotonic() + _COUNT_RETRY
+            return None
+        count = self._counts[topic] = len(meta.partitions)
+        return count
+
+    def _librdkafka_checks(self, topic: str) -> bool:
+        """Whether librdkafka's own size limit is the topic's (known to be no larger), so
+        a message needs no check of ours."""
+        if self._topic_limit is None:
+            return True
+        limit = self._limits.get(topic)
+        return limit is not None and limit >= self._max_message
 
     def flush(self, timeout: float | None) -> None:
         limit = self._timeout if timeout is None else timeout
