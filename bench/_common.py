@@ -688,6 +688,16 @@ def in_case_order(rows: Iterable[dict[str, Any]], cases: Sequence[str]) -> list[
     return sorted(rows, key=lambda r: order.get(r["case"], len(order)))
 
 
+def selected(cases: Sequence[str], only: str | None) -> list[str]:
+    """The cases ``--only`` picks: those whose name contains one of its comma-separated
+    texts (every case without it); none matching is an error naming them all."""
+    wanted = [w.strip() for w in (only or "").split(",") if w.strip()]
+    picked = [c for c in cases if not wanted or any(w in c for w in wanted)]
+    if not picked:
+        raise SystemExit(f"--only {only!r} matches none of: {', '.join(cases)}")
+    return picked
+
+
 def with_other_cases(
     output: Path, rows: list[dict[str, Any]], prefix: str, cases: Sequence[str]
 ) -> list[dict[str, Any]]:

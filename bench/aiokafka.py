@@ -88,6 +88,7 @@ from bench._common import (
     printable,
     report,
     save,
+    selected,
     settle_kafka,
     verify_read,
     with_other_cases,
@@ -453,7 +454,8 @@ def _args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument(
         "--only",
         default=None,
-        help="run only the cases whose name contains this text (e.g. 'poll_batch')",
+        help="run only the cases whose name contains one of these comma-separated texts "
+        "(e.g. 'poll_batch,iteration'); their rows replace only theirs in the output",
     )
     return settle_kafka(p.parse_args(argv))
 
@@ -590,9 +592,7 @@ def _pairs(k: Kafka, args: argparse.Namespace, cases: list[str]) -> list[Pair]:
 def main(argv: list[str] | None = None) -> int:
     args = _args(argv)
     rounds = args.rounds
-    cases = [c for c in CASES if not args.only or args.only in c]
-    if not cases:
-        raise SystemExit(f"--only {args.only!r} matches none of: {', '.join(CASES)}")
+    cases = selected(CASES, args.only)
     begun = time.perf_counter()
     start = environment(PACKAGES)
     rows = []

@@ -81,6 +81,7 @@ from bench._common import (
     printable,
     report,
     save,
+    selected,
     settle_kafka,
     verify_read,
     with_other_cases,
@@ -645,10 +646,7 @@ def _pairs(k: Kafka, args: argparse.Namespace, cases: list[str]) -> list[Pair]:
 def main(argv: list[str] | None = None) -> int:
     args = _args(argv)
     rounds = args.rounds
-    wanted = [w.strip() for w in (args.only or "").split(",") if w.strip()]
-    cases = [c for c in CASES if not wanted or any(w in c for w in wanted)]
-    if not cases:
-        raise SystemExit(f"--only {args.only!r} matches none of: {', '.join(CASES)}")
+    cases = selected(CASES, args.only)
     begun = time.perf_counter()
     start = environment(PACKAGES)
     rows = []
