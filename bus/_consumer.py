@@ -355,6 +355,8 @@ class AsyncConsumer(_ConsumerCore):
                 yield batch[0]
 
     async def _iterate_held(self) -> AsyncIterator[Message]:
+        # Consumer._iterate_held's twin, written out again: it is the hot loop, and a
+        # step shared by both would cost a call per message.
         held = self._held
         decode = self._decoded_one if self._decoding else None
         clock = time.monotonic

@@ -35,7 +35,7 @@ backends import nothing else from ``bus``; an import contract checks it):
   records already hold every field: a ``Message`` over the record, read on access;
 - the fast constructors ``consumed_message`` and ``acknowledged`` for backends that
   build a ``Message``/``Delivery`` per record, and the ``Headers`` type;
-- ``redelivered``, for a consumer driver's ``give_back``;
+- ``GivenBack``, the bookkeeping of a consumer driver's ``give_back``;
 - ``UnclaimedFailures``, the bookkeeping of failures no ``on_delivery`` claimed, and
   ``ProblemReporter``, which tells ``on_error`` of each problem once per change;
 - ``client_settings(url, scope, options)``: the settings a driver factory gets,
@@ -48,7 +48,7 @@ import abc
 import contextlib
 import logging
 import threading
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from typing import Any
 
 import attrs
@@ -100,6 +100,7 @@ __all__ = [
     "Converter",
     "DeliveryCallback",
     "FreshURL",
+    "GivenBack",
     "Headers",
     "Option",
     "Partitioner",
@@ -118,7 +119,6 @@ __all__ = [
     "make_partitioner",
     "mapping",
     "record_wrapper",
-    "redelivered",
     "seconds",
     "text",
 ]
@@ -437,17 +437,59 @@ class AsyncConsumerDriver(abc.ABC):
     async def close(self, timeout: float | None) -> None: ...
 
 
-def redelivered(
-    batch: Sequence[Message], positions: Mapping[tuple[str, int], int]
-) -> list[Message]:
-    """The messages of ``batch`` at or after their partition's offset in ``positions``,
-    in order: what a driver's ``give_back`` returns again (``positions`` maps
-    ``(topic, partition)`` to the first offset given back)."""
-    return [
-        m
-        for m in batch
-        if (m.topic, m.partition) in positions and m.offset >= positions[(m.topic, m.partition)]  # type: ignore[index, operator]
-    ]
+class GivenBack:
+    """The bookkeeping of ``give_back`` for a consumer driver that keeps two mappings
+    from ``(topic, partition)`` to an offset: ``returned`` (the position after the
+    batch ``poll_batch`` returned last, made processed by the next poll) and
+    ``processed``. Set ``last`` to each batch ``poll_batch`` returns; ``take_back`` in
+    ``give_back``; in ``poll_batch``, while ``kept`` holds messages, return ``take``'s
+    before fetching more; ``forget`` partitions revoked or seeked. Not thread-safe:
+    used from the driver's polling thread (or task)."""
+
+    __slots__ = ("kept", "last")
+
+    def __init__(self) -> None:
+        self.last: list[Message] = []  # the batch poll_batch returned last
+        self.kept: list[Message] = []  # given back: returned first by the next poll
+
+    def take_back(
+        self,
+        positions: Mapping[TopicPartition, int],
+        returned: dict[tuple[str, int], int],
+        processed: dict[tuple[str, int], int],
+    ) -> dict[tuple[str, int], int]:
+        """Apply ``give_back(positions)`` to ``returned`` and ``processed``, keeping
+        the messages given back; return the processed positions it raised (for a
+        driver that hands them to its client library's offset store)."""
+        given: dict[tuple[str, int], int] = {}
+        raised: dict[tuple[str, int], int] = {}
+        for tp, offset in positions.items():
+            key = (tp.topic, tp.partition)
+            if returned.pop(key, None) is None:
+                continue  # not in the last batch, or seeked or revoked since
+            given[key] = offset
+            if processed.get(key, -1) < offset:
+                processed[key] = raised[key] = offset
+        if given:
+            again = [
+                m
+                for m in self.last
+                if (m.topic, m.partition) in given and m.offset >= given[(m.topic, m.partition)]  # type: ignore[index, operator]
+            ]
+            self.kept = again + self.kept  # what an earlier give_back kept comes after
+        return raised
+
+    def take(self, max_messages: int, returned: dict[tuple[str, int], int]) -> list[Message]:
+        """Up to ``max_messages`` kept messages, in order, noted in ``returned``."""
+        out, self.kept = self.kept[:max_messages], self.kept[max_messages:]
+        for m in out:
+            returned[(m.topic, m.partition)] = m.offset + 1  # type: ignore[index, operator]
+        return out
+
+    def forget(self, keys: Collection[tuple[str, int]]) -> None:
+        """Drop the kept messages of these partitions (revoked, or seeked)."""
+        if self.kept:
+            self.kept = [m for m in self.kept if (m.topic, m.partition) not in keys]
 
 
 class ProblemReporter:

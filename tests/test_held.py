@@ -1,7 +1,7 @@
 """The held batch of iteration (``bus._held``) against a plain model: whatever the
 order of a batch across partitions and wherever the application stopped, what goes
 back to the driver is exactly what it did not get (or, closing, did not finish), and
-``redelivered`` returns exactly those messages, in order."""
+a driver's ``GivenBack`` keeps exactly those messages, in order, to return again."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from hypothesis import strategies as st
 
 import bus
 from bus._held import Held
-from bus.spi import consumed_message, redelivered
+from bus.spi import GivenBack, consumed_message
 
 
 @st.composite
@@ -40,8 +40,16 @@ def test_going_on_gives_back_each_partition_from_its_first_message_not_handed_ou
     for m in rest:
         expected.setdefault(bus.TopicPartition(m.topic, m.partition), m.offset)
     assert positions == expected
-    keyed = {(tp.topic, tp.partition): o for tp, o in positions.items()}
-    assert redelivered(batch, keyed) == rest  # every message not handed out, in order
+    given = GivenBack()
+    given.last = batch
+    returned = {(m.topic, m.partition): m.offset + 1 for m in batch}
+    processed: dict[tuple[str, int], int] = {}
+    given.take_back(positions, returned, processed)  # type: ignore[arg-type]
+    assert given.kept == rest  # every message not handed out, in order
+    assert processed == {(tp.topic, tp.partition): o for tp, o in positions.items()}
+    assert set(returned) == {(m.topic, m.partition) for m in handed} - set(processed)
+    again = given.take(len(rest), returned)  # type: ignore[arg-type]
+    assert again == rest and not given.kept
 
 
 @given(batches(), st.data())

@@ -30,7 +30,7 @@ import bus
 from backends.aiokafka import _auth
 from backends.aiokafka._client import no_auto_create
 from backends.aiokafka._errors import COMMIT, OTHER, REBALANCE_NOTE, mapped
-from bus.spi import AsyncConsumerDriver, ProblemReporter, consumed_message, redelivered
+from bus.spi import AsyncConsumerDriver, GivenBack, ProblemReporter, consumed_message
 
 LOGGER = logging.getLogger("bus.aiokafka")
 
@@ -95,8 +95,7 @@ class AioKafkaConsumer(AsyncConsumerDriver):
         self._assigned: set[Key] = set()
         self._returned: dict[Key, int] = {}
         self._processed: dict[Key, int] = {}
-        self._last: list[bus.Message] = []  # the batch poll_batch returned last
-        self._kept: list[bus.Message] = []  # given back: returned first by the next poll
+        self._given = GivenBack()
         self._committed: dict[Key, int] = {}
         self._woken = False
         self._next_metadata = 0.0
@@ -221,8 +220,7 @@ class AioKafkaConsumer(AsyncConsumerDriver):
         for key in lost:
             self._returned.pop(key, None)
             self._processed.pop(key, None)
-        if self._kept:
-            self._kept = [m for m in self._kept if (m.topic, m.partition) not in lost]
+        self._given.forget(lost)
         if lost:
             await _call(self._on_revoke, {bus.TopicPartition(t, p) for t, p in lost})
 
@@ -291,29 +289,17 @@ class AioKafkaConsumer(AsyncConsumerDriver):
     # -- the driver ------------------------------------------------------------------------------
 
     def give_back(self, positions: Mapping[bus.TopicPartition, int]) -> None:
-        given: dict[Key, int] = {}
-        for tp, offset in positions.items():
-            key = (tp.topic, tp.partition)
-            if self._returned.pop(key, None) is None:
-                continue  # not in the last batch, or seeked or revoked since
-            given[key] = offset
-            if self._processed.get(key, -1) < offset:
-                self._processed[key] = offset
-        if given:
-            self._kept = redelivered(self._last, given) + self._kept
+        self._given.take_back(positions, self._returned, self._processed)
 
     async def poll_batch(self, max_messages: int, timeout: float | None) -> list[bus.Message]:
-        self._last = out = await self._poll_batch(max_messages, timeout)
+        self._given.last = out = await self._poll_batch(max_messages, timeout)
         return out
 
     async def _redeliver(self, raw: AIOKafkaConsumer, max_messages: int) -> list[bus.Message]:
         """What ``give_back`` took back, first; then what is ready, if there is room
         (a fetch also tells aiokafka the consumer is alive: max_poll_interval)."""
-        out, self._kept = self._kept[:max_messages], self._kept[max_messages:]
-        returned = self._returned
-        for m in out:
-            returned[(m.topic, m.partition)] = m.offset + 1  # type: ignore[index, operator]
-        if not self._kept and len(out) < max_messages:
+        out = self._given.take(max_messages, self._returned)
+        if not self._given.kept and len(out) < max_messages:
             try:
                 records = await raw.getmany(timeout_ms=0, max_records=max_messages - len(out))
             except KafkaError as exc:
@@ -337,7 +323,7 @@ class AioKafkaConsumer(AsyncConsumerDriver):
         if raw is None:  # not started yet
             self._woken = False
             return []
-        if self._kept:
+        if self._given.kept:
             return await self._redeliver(raw, max_messages)
         while True:
             await self._maybe_auto_commit()
@@ -447,7 +433,7 @@ class AioKafkaConsumer(AsyncConsumerDriver):
         raw = self._raw
         assert raw is not None  # it has an assignment
         self._returned.pop((topic, partition), None)
-        self._kept = [m for m in self._kept if (m.topic, m.partition) != (topic, partition)]
+        self._given.forget({(topic, partition)})
         raw.seek(RawTP(topic, partition), offset)
 
     def assignment(self) -> frozenset[bus.TopicPartition]:

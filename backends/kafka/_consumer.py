@@ -21,11 +21,11 @@ import bus
 from backends.kafka._errors import COMMIT, OTHER, Standing, mapped, with_cause
 from bus.spi import (
     ConsumerDriver,
+    GivenBack,
     Headers,
     ProblemReporter,
     RecordMessage,
     record_wrapper,
-    redelivered,
 )
 
 LOGGER = logging.getLogger("bus.kafka")
@@ -104,8 +104,7 @@ class KafkaConsumer(ConsumerDriver):
         self._assigned: set[Key] = set()
         self._returned: dict[Key, int] = {}  # next offsets after the batch last returned
         self._processed: dict[Key, int] = {}
-        self._last: list[bus.Message] = []  # the batch poll_batch returned last
-        self._kept: list[bus.Message] = []  # given back: returned first by the next poll
+        self._given = GivenBack()
         self._woken = threading.Event()
         self._next_metadata = 0.0  # no group: the first poll looks for the partitions
         # A wrong password, a denied topic or group: poll raises it (librdkafka would
@@ -211,8 +210,7 @@ class KafkaConsumer(ConsumerDriver):
         for key in keys:
             self._returned.pop(key, None)
             self._processed.pop(key, None)
-        if self._kept:
-            self._kept = [m for m in self._kept if (m.topic, m.partition) not in keys]
+        self._given.forget(keys)
 
     # -- processed positions -------------------------------------------------------------------
 
@@ -255,38 +253,25 @@ class KafkaConsumer(ConsumerDriver):
     # -- the driver ------------------------------------------------------------------------------
 
     def give_back(self, positions: Mapping[bus.TopicPartition, int]) -> None:
-        given: dict[Key, int] = {}
-        raised: dict[Key, int] = {}
-        for tp, offset in positions.items():
-            key = (tp.topic, tp.partition)
-            if self._returned.pop(key, None) is None:
-                continue  # not in the last batch, or seeked or revoked since
-            given[key] = offset
-            if self._processed.get(key, -1) < offset:
-                self._processed[key] = raised[key] = offset
+        raised = self._given.take_back(positions, self._returned, self._processed)
         if raised and self._auto_commit:
             self._store(raised)
-        if given:
-            self._kept = redelivered(self._last, given) + self._kept
 
     def poll_batch(self, max_messages: int, timeout: float | None) -> list[bus.Message]:
-        self._last = out = self._poll_batch(max_messages, timeout)
+        self._given.last = out = self._poll_batch(max_messages, timeout)
         return out
 
     def _redeliver(self, max_messages: int) -> list[bus.Message]:
         """What ``give_back`` took back, first; then what is ready, if there is room
         (a consume also tells librdkafka the application is alive: max.poll.interval)."""
-        out, self._kept = self._kept[:max_messages], self._kept[max_messages:]
-        returned = self._returned
-        for m in out:
-            returned[(m.topic, m.partition)] = m.offset + 1  # type: ignore[index, operator]
-        if not self._kept and len(out) < max_messages:
+        out = self._given.take(max_messages, self._returned)
+        if not self._given.kept and len(out) < max_messages:
             out += self._convert(self._raw.consume(max_messages - len(out), 0))
         return out
 
     def _poll_batch(self, max_messages: int, timeout: float | None) -> list[bus.Message]:
         self._mark_processed()
-        if self._kept:
+        if self._given.kept:
             return self._redeliver(max_messages)
         deadline = None if timeout is None else time.monotonic() + timeout
         if self._group is None and time.monotonic() >= self._next_metadata:
@@ -373,7 +358,7 @@ class KafkaConsumer(ConsumerDriver):
         if (topic, partition) not in self._assigned:
             raise ValueError(f"cannot seek {topic}[{partition}]: not assigned to this consumer")
         self._returned.pop((topic, partition), None)
-        self._kept = [m for m in self._kept if (m.topic, m.partition) != (topic, partition)]
+        self._given.forget({(topic, partition)})
         try:
             self._raw.seek(RawTP(topic, partition, offset))
         except KafkaException as exc:
