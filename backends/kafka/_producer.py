@@ -153,6 +153,9 @@ class KafkaProducer(ProducerDriver):
         self._topic_limit = None if settings["compression"] != "none" else topic_limit
         self._max_message: int = int(conf.get("message.max.bytes", 1_000_000))
         self._limits: dict[str, int] = {}
+        # Topics enqueue may hand straight to librdkafka: a producer without our own
+        # partitioner, librdkafka's size limit no larger than the topic's.
+        self._trusted: set[str] = set()
 
     # -- reports -----------------------------------------------------------------------------
 
@@ -250,36 +253,20 @@ class KafkaProducer(ProducerDriver):
         timestamp: int | None,
         on_delivery: DeliveryCallback | None,
     ) -> None:
-        _check_timestamp(timestamp)
         report = self._unclaimed if on_delivery is None else self._reporter(on_delivery)
         try:
-            if self._plain and not self._librdkafka_checks(topic):  # (_put checks the others)
-                self._check_size(topic, key, value, headers, time.monotonic() + self._timeout)
-            if partition is None and timestamp is None and not headers and self._plain:
-                try:  # the hot path: no keyword dict, no deadline until the queue is full
+            if partition is None and timestamp is None and not headers and topic in self._trusted:
+                try:  # the hot path: no check, no keyword dict, no deadline unless queue full
                     self._produce(topic, value, key, on_delivery=report)
                 except BufferError:
-                    self._put(
-                        topic,
-                        value,
-                        key,
-                        headers,
-                        partition,
-                        timestamp,
-                        report,
-                        time.monotonic() + self._timeout,
-                    )
+                    deadline = time.monotonic() + self._timeout
+                    self._put(topic, value, key, headers, partition, timestamp, report, deadline)
             else:
-                self._put(
-                    topic,
-                    value,
-                    key,
-                    headers,
-                    partition,
-                    timestamp,
-                    report,
-                    time.monotonic() + self._timeout,
-                )
+                _check_timestamp(timestamp)
+                deadline = time.monotonic() + self._timeout
+                self._put(topic, value, key, headers, partition, timestamp, report, deadline)
+                if self._plain and self._librdkafka_checks(topic):  # (_put learnt its limit)
+                    self._trusted.add(topic)
         except KafkaException as exc:  # refused before it left (too large, ...)
             report(exc.args[0], None)
         except bus.MessageTooLarge as error:
