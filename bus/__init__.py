@@ -31,6 +31,7 @@ from bus._errors import (
     UnknownTopicError,
     UnsupportedError,
 )
+from bus._interceptors import Interceptor
 from bus._message import Delivery, Message, TopicPartition
 from bus._partitioner import murmur2, murmur2_partition
 from bus._plugins import hookimpl
@@ -53,6 +54,7 @@ __all__ = [
     "Consumer",
     "Delivery",
     "DeliveryError",
+    "Interceptor",
     "Message",
     "MessageTooLarge",
     "Producer",

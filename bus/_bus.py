@@ -11,6 +11,7 @@ from bus._callbacks import guarded
 from bus._checks import check_optional_int, check_topic, decoder, encoder, resolve_codec
 from bus._consumer import AsyncConsumer, Consumer
 from bus._errors import BusError, ClosedError, ConfigError, UnsupportedError
+from bus._interceptors import Chain, check_names, make_chain
 from bus._options import BUS, CONSUMER, PRODUCER, OptionTable, redact
 from bus._plugins import BackendInfo, Registry, registry
 from bus._producer import AsyncProducer, Producer
@@ -21,6 +22,8 @@ from bus.spi import Backend, BackendConfig
 _Client = TypeVar("_Client")
 
 _CODEC_OPTIONS = ("serializer", "key_serializer", "deserializer", "key_deserializer")
+#: Options the core takes out of the settings before a driver factory sees them.
+_CORE_ONLY = (*_CODEC_OPTIONS, "interceptors")
 
 
 def connect(url: str | None = None, **options: Any) -> Bus:
@@ -33,6 +36,7 @@ def connect(url: str | None = None, **options: Any) -> Bus:
     """
     reg = registry()
     info, table, config = _configure(reg, url, options)
+    check_names(config.options.get("interceptors") or (), reg.interceptors)
     try:
         backend = info.descriptor.factory(config)
     except BusError:
@@ -109,7 +113,7 @@ def client_settings(
         raise ValueError(f"scope must be {PRODUCER!r} or {CONSUMER!r}, not {scope!r}")
     _, table, config = _configure(registry(), url, {})
     settings = _client_settings(table, config, scope, options or {})
-    for name in _CODEC_OPTIONS:
+    for name in _CORE_ONLY:
         settings.pop(name, None)
     return config, settings
 
@@ -174,6 +178,12 @@ class Bus:
     def _codec(self, settings: dict[str, Any], name: str) -> Any:
         return resolve_codec(settings.pop(name), self._registry.codecs, name)
 
+    def _chain(self, settings: dict[str, Any]) -> Chain | None:
+        """The client's interceptors, taken out of ``settings`` (drivers never see
+        them); names are made by their plugins' factories from the client's options."""
+        given = settings.pop("interceptors", None) or ()
+        return make_chain(given, self._registry.interceptors, dict(settings))
+
     def _need(self, capability: str, api: str) -> None:
         if capability in self.capabilities:
             return
@@ -214,6 +224,7 @@ class Bus:
         """A blocking ``Producer``; ``options`` override the connection's."""
         self._need("sync", "blocking")
         settings = self._settings(PRODUCER, options)
+        chain = self._chain(settings)
         value, key = self._codec(settings, "serializer"), self._codec(settings, "key_serializer")
         driver = self._backend.producer(settings)
         return self._track(
@@ -223,6 +234,7 @@ class Bus:
                 encoder(value),
                 encoder(key),
                 capabilities=self.capabilities,
+                interceptors=chain,
             )
         )
 
@@ -232,6 +244,7 @@ class Bus:
         self._need("sync", "blocking")
         names, group = self._topics(topics), self._group(group)
         settings = self._guard_callbacks(self._settings(CONSUMER, options))
+        chain = self._chain(settings)
         value, key = (
             self._codec(settings, "deserializer"),
             self._codec(settings, "key_deserializer"),
@@ -247,6 +260,7 @@ class Bus:
                 decoder(key),
                 capabilities=self.capabilities,
                 max_poll_interval=settings["max_poll_interval"],
+                interceptors=chain,
             )
         )
 
@@ -254,6 +268,7 @@ class Bus:
         """An asyncio ``AsyncProducer``; ``options`` override the connection's."""
         self._need("async", "asyncio")
         settings = self._settings(PRODUCER, options)
+        chain = self._chain(settings)
         value, key = self._codec(settings, "serializer"), self._codec(settings, "key_serializer")
         driver = self._backend.async_producer(settings)
         return self._track(
@@ -263,6 +278,7 @@ class Bus:
                 encoder(value),
                 encoder(key),
                 capabilities=self.capabilities,
+                interceptors=chain,
             )
         )
 
@@ -273,6 +289,7 @@ class Bus:
         self._need("async", "asyncio")
         names, group = self._topics(topics), self._group(group)
         settings = self._guard_callbacks(self._settings(CONSUMER, options))
+        chain = self._chain(settings)
         value, key = (
             self._codec(settings, "deserializer"),
             self._codec(settings, "key_deserializer"),
@@ -288,6 +305,7 @@ class Bus:
                 decoder(key),
                 capabilities=self.capabilities,
                 max_poll_interval=settings["max_poll_interval"],
+                interceptors=chain,
             )
         )
 

@@ -17,8 +17,9 @@ from bus._checks import (
 )
 from bus._checks import deserialize_messages as _decode
 from bus._codecs import Decoder
-from bus._errors import ClosedError, UnsupportedError
+from bus._errors import ClosedError, SerializationError, UnsupportedError
 from bus._held import Held
+from bus._interceptors import Chain, Unprocessed
 from bus._message import Message, TopicPartition
 from bus.spi import AsyncConsumerDriver, ConsumerDriver
 
@@ -39,6 +40,7 @@ class _ConsumerCore:
     iteration, no I/O."""
 
     _driver: ConsumerDriver | AsyncConsumerDriver
+    _chain: Chain | None
 
     def __init__(
         self,
@@ -51,9 +53,13 @@ class _ConsumerCore:
         max_poll_interval: float,
     ):
         self._held = Held()
-        self._holds = _gives_back(self._driver)
+        # With interceptors, iteration goes one poll per message: each hand-out is a
+        # fetched batch for on_consume, each next turn processes what came before.
+        self._unprocessed = None if self._chain is None else Unprocessed(self._chain)
+        gives_back = _gives_back(self._driver)
+        self._holds = gives_back and self._chain is None
         self._hold_for = max_poll_interval / 2
-        if self._holds:
+        if gives_back:
             self._driver.before_revoke = self._revoking
         self._can_seek = capabilities is None or "seek" in capabilities
         self._backend = backend
@@ -72,6 +78,30 @@ class _ConsumerCore:
         if self._decoding and batch:
             return _decode(batch, self._decode_value, self._decode_key)
         return batch
+
+    def _handed_out(self, batch: list[Message]) -> list[Message]:
+        """With interceptors, what a poll returns: decoded, then through
+        ``on_consume``, and noted as handed out (processed when more is asked for)."""
+        un = self._unprocessed
+        assert un is not None
+        try:
+            decoded = self._decoded(batch)
+        except SerializationError as error:
+            un.handed_out(list(error.messages))  # received, undecoded: processed next
+            raise
+        if decoded:
+            decoded = un.chain.consume(decoded)
+            un.handed_out(decoded)
+        return decoded
+
+    def _committed(self, message: Message | None) -> None:
+        un = self._unprocessed
+        if un is None:
+            return
+        if message is None:
+            un.committed_all(self._driver.assignment())
+        else:
+            un.committed_through(message)
 
     def _decoded_one(self, message: Message) -> Message:
         return _decode([message], self._decode_value, self._decode_key)[0]
@@ -100,9 +130,11 @@ class _ConsumerCore:
         last one handed out too: the application is still at it), and are never
         handed out."""
         held = self._held
+        keys = {(tp.topic, tp.partition) for tp in partitions}
+        if self._unprocessed is not None:
+            self._unprocessed.forget(keys)
         if not held.messages:
             return
-        keys = {(tp.topic, tp.partition) for tp in partitions}
         positions = held.positions(max(held.next - 1, 0), every=True, only=keys)
         if positions:
             self._driver.give_back(positions)
@@ -171,8 +203,10 @@ class Consumer(_ConsumerCore):
         *,
         capabilities: frozenset[str] | None = None,
         max_poll_interval: float = _MAX_POLL_INTERVAL,
+        interceptors: Chain | None = None,
     ):
         self._driver = driver
+        self._chain = interceptors
         super().__init__(
             backend, topics, group, decode_value, decode_key, capabilities, max_poll_interval
         )
@@ -191,8 +225,10 @@ class Consumer(_ConsumerCore):
             if self._closing:
                 return []
             self._release_held(closing=False)
+            if self._unprocessed is not None:
+                self._unprocessed.asked_for_more()
             batch = self._driver.poll_batch(max_messages, timeout)
-        return self._decoded(batch)
+        return self._decoded(batch) if self._unprocessed is None else self._handed_out(batch)
 
     def _refill(self) -> None:
         """Fetch the next batch to hand out (giving back what is left of the last)."""
@@ -247,12 +283,15 @@ class Consumer(_ConsumerCore):
         if message is None:
             self._release_held(closing=False)  # what was not handed out is not committed
         self._driver.commit(message)  # no lock: on_revoke may commit from inside a poll
+        self._committed(message)
 
     def seek(self, topic: str, partition: int, offset: int) -> None:
         """Make ``offset`` the next message read from an assigned partition."""
         self._ensure_open()
         args = self._check_seek(topic, partition, offset)
         self._held.drop({(topic, partition)})
+        if self._unprocessed is not None:  # what it handed out of there is read again
+            self._unprocessed.drop_pending({(topic, partition)})
         self._driver.seek(*args)
 
     def assignment(self) -> frozenset[TopicPartition]:
@@ -270,8 +309,12 @@ class Consumer(_ConsumerCore):
             self._closing = True
         self._driver.wakeup()
         with self._io:
-            self._release_held(closing=True)
-            self._driver.close(timeout)
+            try:
+                self._release_held(closing=True)
+                self._driver.close(timeout)
+            finally:
+                if self._chain is not None:
+                    self._chain.close()
 
     def __enter__(self) -> Consumer:
         return self
@@ -302,8 +345,10 @@ class AsyncConsumer(_ConsumerCore):
         *,
         capabilities: frozenset[str] | None = None,
         max_poll_interval: float = _MAX_POLL_INTERVAL,
+        interceptors: Chain | None = None,
     ):
         self._driver = driver
+        self._chain = interceptors
         super().__init__(
             backend, topics, group, decode_value, decode_key, capabilities, max_poll_interval
         )
@@ -323,8 +368,10 @@ class AsyncConsumer(_ConsumerCore):
             if self._closing:
                 return []
             self._release_held(closing=False)
+            if self._unprocessed is not None:
+                self._unprocessed.asked_for_more()
             batch = await self._driver.poll_batch(max_messages, timeout)
-        return self._decoded(batch)
+        return self._decoded(batch) if self._unprocessed is None else self._handed_out(batch)
 
     async def _refill(self) -> None:
         async with self._lock():
@@ -376,12 +423,15 @@ class AsyncConsumer(_ConsumerCore):
         if message is None:
             self._release_held(closing=False)  # what was not handed out is not committed
         await self._driver.commit(message)  # no lock: on_revoke may commit from inside a poll
+        self._committed(message)
 
     async def seek(self, topic: str, partition: int, offset: int) -> None:
         """Make ``offset`` the next message read from an assigned partition."""
         self._ensure_open()
         args = self._check_seek(topic, partition, offset)
         self._held.drop({(topic, partition)})
+        if self._unprocessed is not None:  # what it handed out of there is read again
+            self._unprocessed.drop_pending({(topic, partition)})
         await self._driver.seek(*args)
 
     def assignment(self) -> frozenset[TopicPartition]:
@@ -398,8 +448,12 @@ class AsyncConsumer(_ConsumerCore):
         self._closing = True
         self._driver.wakeup()
         async with self._lock():
-            self._release_held(closing=True)
-            await self._driver.close(timeout)
+            try:
+                self._release_held(closing=True)
+                await self._driver.close(timeout)
+            finally:
+                if self._chain is not None:
+                    self._chain.close()
 
     async def __aenter__(self) -> AsyncConsumer:
         return self

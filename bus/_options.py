@@ -18,6 +18,7 @@ import attrs
 
 from bus._codecs import Codec
 from bus._errors import ConfigError
+from bus._interceptors import interceptor_list
 from bus._url import is_secret_key
 
 BUS, PRODUCER, CONSUMER = "bus", "producer", "consumer"
@@ -174,6 +175,14 @@ def acks(value: Any) -> str | int:
 # -- the core table -------------------------------------------------------------------------
 
 CORE_OPTIONS: tuple[Option, ...] = (
+    Option(
+        "interceptors",
+        CLIENTS,
+        None,
+        "bus.Interceptor instances, or names plugins register, called around every "
+        "message (a URL: names, comma-separated).",
+        interceptor_list,
+    ),
     Option("client_id", ALL, None, "Name of this client in broker logs and metrics.", text),
     Option(
         "acks",

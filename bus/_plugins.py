@@ -20,6 +20,7 @@ import pluggy
 from bus import hookspecs
 from bus._codecs import BUILTIN_CODECS, Codec
 from bus._errors import BackendNotFound
+from bus._interceptors import InterceptorFactory
 from bus.spi import BackendDescriptor
 
 PROJECT = "bus"
@@ -67,6 +68,7 @@ class Registry:
         self.backends: dict[str, BackendInfo] = {}  # by backend name
         self.schemes: dict[str, BackendInfo] = {}
         self.codecs: dict[str, Codec] = {}
+        self.interceptors: dict[str, InterceptorFactory] = {}
 
     @classmethod
     def load(cls, *, entry_points: bool = True, plugins: Iterable[object] = ()) -> Registry:
@@ -107,6 +109,28 @@ class Registry:
                     self._problem(impl.plugin_name, f"codec {item.name!r} is registered already")
                 else:
                     self.codecs[item.name] = item
+        for impl in self.manager.hook.bus_register_interceptors.get_hookimpls():
+            found = self._call_mapping(impl, impl.plugin_name)
+            for name, factory in found.items():
+                if not isinstance(name, str) or not callable(factory):
+                    self._problem(
+                        impl.plugin_name,
+                        f"registered {name!r}: {factory!r}, not a name and a factory",
+                    )
+                elif name in self.interceptors:
+                    self._problem(impl.plugin_name, f"interceptor {name!r} is registered already")
+                else:
+                    self.interceptors[name] = factory
+
+    def _call_mapping(self, impl: pluggy.HookImpl, plugin: str) -> dict[Any, Any]:
+        try:
+            result = impl.function()
+            return dict(result or {})  # type: ignore[call-overload,no-any-return]
+        except Exception as exc:
+            self._problem(
+                plugin, f"hook {impl.function.__name__} raised {type(exc).__name__}: {exc}"
+            )
+            return {}
 
     def _call(self, impl: pluggy.HookImpl, plugin: str) -> list[Any]:
         try:

@@ -17,15 +17,36 @@ from bus._checks import (
     serialize,
 )
 from bus._codecs import Encoder
-from bus._errors import ClosedError, UnsupportedError
+from bus._errors import BusError, ClosedError, UnsupportedError
+from bus._interceptors import Chain
 from bus._message import Delivery, Message
-from bus.spi import CAPABILITIES, AsyncProducerDriver, DeliveryCallback, ProducerDriver
+from bus.spi import (
+    CAPABILITIES,
+    AsyncProducerDriver,
+    DeliveryCallback,
+    ProducerDriver,
+    UnclaimedFailures,
+)
 
 _T = TypeVar("_T")
 
 
 def _fields(*fields: Any) -> tuple[Any, ...]:
     return fields
+
+
+def _listed(messages: Iterable[Message]) -> list[Message]:
+    """``send_batch``'s argument as a list of ``bus.Message``, or ``TypeError``."""
+    try:
+        batch = list(messages)
+    except TypeError:
+        raise TypeError(
+            f"send_batch takes an iterable of bus.Message, not {type(messages).__name__}"
+        ) from None
+    for i, m in enumerate(batch):
+        if not isinstance(m, Message):
+            raise TypeError(f"send_batch takes bus.Message items; item {i} is {type(m).__name__}")
+    return batch
 
 
 class _ProducerCore:
@@ -37,7 +58,10 @@ class _ProducerCore:
         encode_value: Encoder | None,
         encode_key: Encoder | None,
         capabilities: frozenset[str] | None,
+        interceptors: Chain | None,
     ):
+        self._chain = interceptors  # None: the hot paths never look at interceptors
+        self._unclaimed = UnclaimedFailures()  # intercepted enqueues without on_delivery
         self._backend = backend
         self._encode_value = encode_value
         self._encode_key = encode_key
@@ -99,20 +123,11 @@ class _ProducerCore:
     def _prepare_batch(self, messages: Iterable[Message]) -> list[Message]:
         if self._closed:
             raise ClosedError(f"{type(self).__name__} is closed")
-        try:
-            batch = list(messages)
-        except TypeError:
-            raise TypeError(
-                f"send_batch takes an iterable of bus.Message, not {type(messages).__name__}"
-            ) from None
+        batch = _listed(messages)
         plain = self._encode_value is None and self._encode_key is None
         if self._no_headers or self._no_timestamps:
             plain = False  # every message takes the checked path
         for i, m in enumerate(batch):
-            if not isinstance(m, Message):
-                raise TypeError(
-                    f"send_batch takes bus.Message items; item {i} is {type(m).__name__}"
-                )
             if (
                 plain
                 and (m.value is None or m.value.__class__ is bytes)
@@ -142,6 +157,60 @@ class _ProducerCore:
                     timestamp=timestamp,
                 )
         return batch
+
+    # -- interceptors: what the intercepted paths share -----------------------------------
+
+    def _message_in(
+        self, topic: Any, value: Any, key: Any, headers: Any, partition: Any, timestamp: Any
+    ) -> Message:
+        """The message as the application gave it, checked but not serialized: what
+        ``on_send`` sees."""
+        if self._closed:
+            raise ClosedError(f"{type(self).__name__} is closed")
+        check_topic(topic)
+        headers = () if headers is None else check_headers(headers)
+        if headers and self._no_headers:
+            raise self._unsupported("headers", "headers")
+        partition = check_optional_int(partition, "partition")
+        timestamp = check_optional_int(timestamp, "timestamp")
+        if timestamp is not None and self._no_timestamps:
+            raise self._unsupported("a producer timestamp", "timestamps")
+        return Message(topic, value, key, headers, partition, None, timestamp)
+
+    def _sent(self, chain: Chain, messages: Iterable[Message]) -> list[Message]:
+        """``on_send`` for every message of a ``send_batch``, before any is sent."""
+        if self._closed:
+            raise ClosedError(f"{type(self).__name__} is closed")
+        return [chain.send(m) for m in _listed(messages)]
+
+    @staticmethod
+    def _acknowledge_batch(
+        chain: Chain, given: list[Message], outcomes: list[Delivery | BusError]
+    ) -> None:
+        for m, outcome in zip(given, outcomes, strict=True):
+            if isinstance(outcome, Delivery):
+                chain.acknowledged(m, outcome, None)
+            else:
+                chain.acknowledged(m, None, outcome)
+
+    def _intercepted_report(
+        self, chain: Chain, message: Message, on_delivery: DeliveryCallback | None
+    ) -> tuple[DeliveryCallback, list[bool]]:
+        """The ``on_delivery`` an intercepted ``enqueue`` gives its driver, and the flag
+        it sets: ``on_acknowledgement`` first, then the application's callback (or,
+        without one, a failure kept for ``flush``)."""
+        done: list[bool] = []
+        unclaimed = self._unclaimed
+
+        def report(delivery: Delivery | None, error: BusError | None) -> None:
+            done.append(True)
+            chain.acknowledged(message, delivery, error)
+            if on_delivery is not None:
+                on_delivery(delivery, error)
+            elif error is not None:
+                unclaimed.add(error)
+
+        return report, done
 
     @staticmethod
     def _not_a_callback(on_delivery: Any) -> TypeError:
@@ -177,8 +246,9 @@ class Producer(_ProducerCore):
         encode_key: Encoder | None = None,
         *,
         capabilities: frozenset[str] | None = None,
+        interceptors: Chain | None = None,
     ):
-        super().__init__(backend, encode_value, encode_key, capabilities)
+        super().__init__(backend, encode_value, encode_key, capabilities, interceptors)
         self._driver = driver
         self._enqueue = driver.enqueue
         self._close_lock = threading.Lock()
@@ -200,6 +270,10 @@ class Producer(_ProducerCore):
         it and ``bus.TimeoutError`` if no acknowledgement came within ``timeout``
         seconds (default: the producer's ``delivery_timeout``).
         """
+        if self._chain is not None:
+            return self._send_intercepted(
+                self._chain, topic, value, key, headers, partition, timestamp, timeout
+            )
         return self._handoff(
             self._driver.send,
             topic,
@@ -211,6 +285,36 @@ class Producer(_ProducerCore):
             check_timeout(timeout),
         )
 
+    def _send_intercepted(
+        self,
+        chain: Chain,
+        topic: Any,
+        value: Any,
+        key: Any,
+        headers: Any,
+        partition: Any,
+        timestamp: Any,
+        timeout: Any,
+    ) -> Delivery:
+        timeout = check_timeout(timeout)
+        m = chain.send(self._message_in(topic, value, key, headers, partition, timestamp))
+        try:
+            delivery = self._handoff(
+                self._driver.send,
+                m.topic,
+                m.value,
+                m.key,
+                m.headers,
+                m.partition,
+                m.timestamp,
+                timeout,
+            )
+        except BusError as error:
+            chain.acknowledged(m, None, error)
+            raise
+        chain.acknowledged(m, delivery, None)
+        return delivery
+
     def send_batch(
         self, messages: Iterable[Message], *, timeout: float | None = None
     ) -> list[Delivery]:
@@ -219,8 +323,14 @@ class Producer(_ProducerCore):
         If any message fails, raises ``bus.DeliveryError`` whose ``outcomes`` hold each
         message's ``Delivery`` or error, in input order.
         """
+        timeout = check_timeout(timeout)
+        if self._chain is not None:
+            given = self._sent(self._chain, messages)
+            outcomes = self._driver.send_batch(self._prepare_batch(given), timeout)
+            self._acknowledge_batch(self._chain, given, outcomes)
+            return batch_outcome(outcomes)
         batch = self._prepare_batch(messages)
-        return batch_outcome(self._driver.send_batch(batch, check_timeout(timeout)))
+        return batch_outcome(self._driver.send_batch(batch, timeout))
 
     def enqueue(
         self,
@@ -243,6 +353,26 @@ class Producer(_ProducerCore):
             if not callable(on_delivery):
                 raise self._not_a_callback(on_delivery)
             on_delivery = guarded(on_delivery, "on_delivery")
+        if self._chain is not None:
+            chain = self._chain
+            m = chain.send(self._message_in(topic, value, key, headers, partition, timestamp))
+            report, done = self._intercepted_report(chain, m, on_delivery)
+            try:
+                self._handoff(
+                    self._enqueue,
+                    m.topic,
+                    m.value,
+                    m.key,
+                    m.headers,
+                    m.partition,
+                    m.timestamp,
+                    report,
+                )
+            except BusError as error:
+                if not done:  # it never reached the driver's reports
+                    chain.acknowledged(m, None, error)
+                raise
+            return
         self._handoff(self._enqueue, topic, value, key, headers, partition, timestamp, on_delivery)
 
     def flush(self, timeout: float | None = None) -> None:
@@ -254,6 +384,7 @@ class Producer(_ProducerCore):
         if self._closed:
             raise ClosedError("Producer is closed")
         self._driver.flush(check_timeout(timeout))
+        self._unclaimed.raise_first()
 
     def close(self, timeout: float | None = None) -> None:
         """Flush, then release. Idempotent; raises what ``flush`` raises, closed anyway."""
@@ -262,7 +393,12 @@ class Producer(_ProducerCore):
             if self._closed:
                 return
             self._closed = True
-        self._driver.close(timeout)
+        try:
+            self._driver.close(timeout)
+            self._unclaimed.raise_first()
+        finally:
+            if self._chain is not None:
+                self._chain.close()
 
     def __enter__(self) -> Producer:
         return self
@@ -287,8 +423,9 @@ class AsyncProducer(_ProducerCore):
         encode_key: Encoder | None = None,
         *,
         capabilities: frozenset[str] | None = None,
+        interceptors: Chain | None = None,
     ):
-        super().__init__(backend, encode_value, encode_key, capabilities)
+        super().__init__(backend, encode_value, encode_key, capabilities, interceptors)
         self._driver = driver
 
     async def send(
@@ -303,6 +440,26 @@ class AsyncProducer(_ProducerCore):
         timeout: float | None = None,
     ) -> Delivery:
         """Write one message and return its ``Delivery`` once acknowledged."""
+        if self._chain is not None:
+            chain = self._chain
+            timeout = check_timeout(timeout)
+            m = chain.send(self._message_in(topic, value, key, headers, partition, timestamp))
+            try:
+                delivery = await self._handoff(
+                    self._driver.send,
+                    m.topic,
+                    m.value,
+                    m.key,
+                    m.headers,
+                    m.partition,
+                    m.timestamp,
+                    timeout,
+                )
+            except BusError as error:
+                chain.acknowledged(m, None, error)
+                raise
+            chain.acknowledged(m, delivery, None)
+            return delivery
         return await self._handoff(
             self._driver.send,
             topic,
@@ -318,8 +475,14 @@ class AsyncProducer(_ProducerCore):
         self, messages: Iterable[Message], *, timeout: float | None = None
     ) -> list[Delivery]:
         """Write many messages; deliveries in input order, or ``bus.DeliveryError``."""
+        timeout = check_timeout(timeout)
+        if self._chain is not None:
+            given = self._sent(self._chain, messages)
+            outcomes = await self._driver.send_batch(self._prepare_batch(given), timeout)
+            self._acknowledge_batch(self._chain, given, outcomes)
+            return batch_outcome(outcomes)
         batch = self._prepare_batch(messages)
-        return batch_outcome(await self._driver.send_batch(batch, check_timeout(timeout)))
+        return batch_outcome(await self._driver.send_batch(batch, timeout))
 
     async def enqueue(
         self,
@@ -337,6 +500,26 @@ class AsyncProducer(_ProducerCore):
             if not callable(on_delivery):
                 raise self._not_a_callback(on_delivery)
             on_delivery = guarded(on_delivery, "on_delivery")
+        if self._chain is not None:
+            chain = self._chain
+            m = chain.send(self._message_in(topic, value, key, headers, partition, timestamp))
+            report, done = self._intercepted_report(chain, m, on_delivery)
+            try:
+                await self._handoff(
+                    self._driver.enqueue,
+                    m.topic,
+                    m.value,
+                    m.key,
+                    m.headers,
+                    m.partition,
+                    m.timestamp,
+                    report,
+                )
+            except BusError as error:
+                if not done:  # it never reached the driver's reports
+                    chain.acknowledged(m, None, error)
+                raise
+            return
         await self._handoff(
             self._driver.enqueue, topic, value, key, headers, partition, timestamp, on_delivery
         )
@@ -346,6 +529,7 @@ class AsyncProducer(_ProducerCore):
         if self._closed:
             raise ClosedError("AsyncProducer is closed")
         await self._driver.flush(check_timeout(timeout))
+        self._unclaimed.raise_first()
 
     async def close(self, timeout: float | None = None) -> None:
         """Flush, then release. Idempotent; raises what ``flush`` raises, closed anyway."""
@@ -353,7 +537,12 @@ class AsyncProducer(_ProducerCore):
         if self._closed:
             return
         self._closed = True
-        await self._driver.close(timeout)
+        try:
+            await self._driver.close(timeout)
+            self._unclaimed.raise_first()
+        finally:
+            if self._chain is not None:
+                self._chain.close()
 
     async def __aenter__(self) -> AsyncProducer:
         return self

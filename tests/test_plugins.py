@@ -162,3 +162,51 @@ def test_the_core_refuses_what_a_backend_lacks(fresh_registry: None) -> None:
             consumer.seek("t", 0, 0)
         with pytest.raises(bus.UnsupportedError, match="no admin API"):
             b.topics()
+
+
+class _Interceptors:
+    """Registers interceptors by name, as a third-party package would."""
+
+    def __init__(self, made: list[tuple[Any, dict[str, Any]]]) -> None:
+        self.made = made
+
+    @bus.hookimpl
+    def bus_register_interceptors(self) -> dict[str, Any]:
+        def tracing(options: Any) -> bus.Interceptor:
+            interceptor = _Tagging()
+            self.made.append((interceptor, dict(options)))
+            return interceptor
+
+        return {"tracing": tracing, "broken": lambda options: "not an interceptor"}
+
+
+class _Tagging(bus.Interceptor):
+    def on_send(self, message: bus.Message) -> bus.Message:
+        return message.replace(headers=(*message.headers, ("via", b"tracing")))
+
+
+def test_interceptors_come_by_name_from_a_plugin_one_per_client(fresh_registry: None) -> None:
+    made: list[tuple[Any, dict[str, Any]]] = []
+    bus._plugins.reset_registry(Registry.load(plugins=[_Interceptors(made)]))
+    with bus.connect("memory://?interceptors=tracing") as b:
+        b.create_topic("t")
+        with b.producer(client_id="one") as p:
+            p.send("t", b"v")
+        with b.producer(client_id="two") as p:
+            p.send("t", b"w")
+        with b.consumer("t", offset_reset="earliest") as c:
+            got = c.poll_batch(10, timeout=5)
+    assert [m.headers for m in got] == [(("via", b"tracing"),)] * 2
+    assert [options["client_id"] for _, options in made[:2]] == ["one", "two"]
+    assert made[0][0] is not made[1][0]  # a fresh interceptor per client
+
+
+def test_an_unknown_interceptor_name_fails_at_connect_and_suggests(fresh_registry: None) -> None:
+    bus._plugins.reset_registry(Registry.load(plugins=[_Interceptors([])]))
+    with pytest.raises(bus.ConfigError, match=r"unknown interceptor 'tracng'.*'tracing'"):
+        bus.connect("memory://?interceptors=tracng")
+    with bus.connect("memory://") as b:
+        with pytest.raises(bus.ConfigError, match="not a bus.Interceptor"):
+            b.producer(interceptors=["broken"])
+        with pytest.raises(bus.ConfigError, match="bus.Interceptor instances"):
+            b.producer(interceptors=[42])

@@ -235,6 +235,7 @@ def test_conformance_exports_every_test_class() -> None:
         _conformance_consuming,
         _conformance_groups,
         _conformance_hostile,
+        _conformance_interceptors,
         _conformance_iteration,
         _conformance_producing,
         conformance,
@@ -246,6 +247,7 @@ def test_conformance_exports_every_test_class() -> None:
         _conformance_consuming,
         _conformance_groups,
         _conformance_hostile,
+        _conformance_interceptors,
         _conformance_iteration,
         _conformance_producing,
     )

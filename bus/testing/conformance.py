@@ -27,6 +27,7 @@ from bus.testing._conformance_asyncio import *
 from bus.testing._conformance_consuming import *
 from bus.testing._conformance_groups import *
 from bus.testing._conformance_hostile import *
+from bus.testing._conformance_interceptors import *
 from bus.testing._conformance_iteration import *
 from bus.testing._conformance_producing import *
 
@@ -39,6 +40,7 @@ __all__ = [
     "TestCodecs",
     "TestCommit",
     "TestConsumerClose",
+    "TestConsumerInterceptors",
     "TestEnqueue",
     "TestGroups",
     "TestHostileAdmin",
@@ -53,6 +55,7 @@ __all__ = [
     "TestPartitioning",
     "TestPoll",
     "TestProducerClose",
+    "TestProducerInterceptors",
     "TestRefusedByTheBroker",
     "TestSeek",
     "TestSend",

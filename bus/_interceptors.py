@@ -1,0 +1,276 @@
+"""Interceptors: hooks between the application and the transport, the shape of Kafka's
+``ProducerInterceptor``/``ConsumerInterceptor``. Pure: the wrappers call a chain at
+the right moments; nothing here does I/O.
+"""
+
+from __future__ import annotations
+
+import difflib
+import logging
+from collections.abc import Callable, Collection, Mapping, Sequence
+from typing import Any
+
+from bus._errors import BusError, ConfigError
+from bus._message import Delivery, Message, TopicPartition
+
+LOGGER = logging.getLogger("bus")
+
+#: ``bus_register_interceptors()`` values: make one interceptor for a client, given the
+#: client's options.
+InterceptorFactory = Callable[[Mapping[str, Any]], "Interceptor"]
+
+
+class Interceptor:
+    """Override any of these methods; the base ones do nothing.
+
+    They are plain functions called on the client's own thread (or event loop), so
+    they must not block. One that raises is logged on the ``bus`` logger with its
+    traceback and skipped for that call: the message goes on as it was, never lost,
+    never reordered. Several interceptors run in the order given; acknowledgements in
+    reverse order. ``close()`` is called when each client the interceptor serves
+    closes.
+
+    Producers call ``on_send`` and ``on_acknowledgement``; consumers ``on_consume``,
+    ``on_processed`` and ``on_commit``.
+    """
+
+    def on_send(self, message: Message) -> Message:
+        """Every produced message (``send``, ``send_batch``, ``enqueue``), before
+        serialization: return it, or a changed copy (``message.replace(...)``, to add
+        trace headers)."""
+        return message
+
+    def on_acknowledgement(
+        self, message: Message, delivery: Delivery | None, error: BusError | None
+    ) -> None:
+        """Once per produced message (as ``on_send`` returned it), when its outcome is
+        known: a ``delivery``, or the ``error`` it failed with."""
+
+    def on_consume(self, messages: list[Message]) -> list[Message]:
+        """Every batch a poll fetched, after deserialization, before the application
+        sees it: return the same messages, changed or not, in the same order (a
+        result that would drop, add or move one is logged and skipped)."""
+        return messages
+
+    def on_processed(self, message: Message) -> None:
+        """When a consumed message counts as processed: the application asked for the
+        next one, or committed it. A message of a partition taken away (or seeked)
+        before that never is."""
+
+    def on_commit(self, offsets: Mapping[TopicPartition, int]) -> None:
+        """After an explicit ``commit()`` succeeded: the positions committed (the
+        offset after the last message processed, per partition). Automatic commits,
+        and those of rebalances and ``close``, are the backend's and not reported."""
+
+    def close(self) -> None:
+        """The client this interceptor serves closes."""
+
+
+class Chain:
+    """The interceptors of one client, in order. Thread-safe as far as they are."""
+
+    __slots__ = ("_all", "_reversed")
+
+    def __init__(self, interceptors: Sequence[Interceptor]):
+        self._all = tuple(interceptors)
+        self._reversed = self._all[::-1]
+
+    def __len__(self) -> int:
+        return len(self._all)
+
+    def send(self, message: Message) -> Message:
+        for interceptor in self._all:
+            try:
+                changed = interceptor.on_send(message)
+            except Exception:
+                LOGGER.exception("interceptor %r raised in on_send; skipped", interceptor)
+                continue
+            if isinstance(changed, Message):
+                message = changed
+            else:
+                LOGGER.error(
+                    "interceptor %r: on_send returned %s, not a bus.Message; skipped",
+                    interceptor,
+                    type(changed).__name__,
+                )
+        return message
+
+    def acknowledged(
+        self, message: Message, delivery: Delivery | None, error: BusError | None
+    ) -> None:
+        for interceptor in self._reversed:
+            try:
+                interceptor.on_acknowledgement(message, delivery, error)
+            except Exception:
+                LOGGER.exception(
+                    "interceptor %r raised in on_acknowledgement; skipped", interceptor
+                )
+
+    def consume(self, messages: list[Message]) -> list[Message]:
+        """``on_consume`` in order. A result that would lose, add or move a message
+        (another length, or a message of another place) is logged and skipped."""
+        for interceptor in self._all:
+            try:
+                changed = interceptor.on_consume(messages)
+            except Exception:
+                LOGGER.exception("interceptor %r raised in on_consume; skipped", interceptor)
+                continue
+            if _same_places(messages, changed):
+                messages = list(changed)
+            else:
+                LOGGER.error(
+                    "interceptor %r: on_consume must return the messages it was given (changed "
+                    "or not), each a bus.Message, in order; skipped",
+                    interceptor,
+                )
+        return messages
+
+    def processed(self, message: Message) -> None:
+        for interceptor in self._all:
+            try:
+                interceptor.on_processed(message)
+            except Exception:
+                LOGGER.exception("interceptor %r raised in on_processed; skipped", interceptor)
+
+    def committed(self, offsets: Mapping[TopicPartition, int]) -> None:
+        for interceptor in self._all:
+            try:
+                interceptor.on_commit(offsets)
+            except Exception:
+                LOGGER.exception("interceptor %r raised in on_commit; skipped", interceptor)
+
+    def close(self) -> None:
+        for interceptor in self._all:
+            try:
+                interceptor.close()
+            except Exception:
+                LOGGER.exception("interceptor %r raised in close; skipped", interceptor)
+
+
+def _same_places(given: list[Message], changed: Any) -> bool:
+    if not isinstance(changed, list) or len(changed) != len(given):
+        return False
+    return all(
+        isinstance(b, Message)
+        and (a.topic, a.partition, a.offset) == (b.topic, b.partition, b.offset)
+        for a, b in zip(given, changed, strict=True)
+    )
+
+
+class Unprocessed:
+    """What a consumer with interceptors handed out and the application has not
+    processed yet, and the positions processed since: when to call ``on_processed``
+    and what ``on_commit`` reports. Used from the consumer's thread (or task)."""
+
+    __slots__ = ("chain", "pending", "positions")
+
+    def __init__(self, chain: Chain):
+        self.chain = chain
+        self.pending: list[Message] = []
+        self.positions: dict[TopicPartition, int] = {}  # processed: the offset after
+
+    def _done(self, messages: list[Message]) -> None:
+        for m in messages:
+            tp = TopicPartition(m.topic, m.partition)  # type: ignore[arg-type]
+            self.positions[tp] = m.offset + 1  # type: ignore[operator]
+            self.chain.processed(m)
+
+    def asked_for_more(self) -> None:
+        """The application asked for the next message: what it has is processed."""
+        pending, self.pending = self.pending, []
+        self._done(pending)
+
+    def handed_out(self, messages: list[Message]) -> None:
+        self.pending.extend(messages)
+
+    def committed_all(self, assigned: frozenset[TopicPartition]) -> None:
+        """``commit()`` succeeded: everything handed out is processed, and so committed."""
+        self.asked_for_more()
+        self.chain.committed({tp: o for tp, o in self.positions.items() if tp in assigned})
+
+    def committed_through(self, message: Message) -> None:
+        """``commit(message)`` succeeded: its partition is processed through it."""
+        where = (message.topic, message.partition)
+        done = [
+            m
+            for m in self.pending
+            if (m.topic, m.partition) == where and m.offset <= message.offset  # type: ignore[operator]
+        ]
+        if done:
+            self.pending = [m for m in self.pending if m not in done]
+            self._done(done)
+        tp = TopicPartition(message.topic, message.partition)  # type: ignore[arg-type]
+        end = message.offset + 1  # type: ignore[operator]
+        self.positions[tp] = max(self.positions.get(tp, 0), end)
+        self.chain.committed({tp: end})
+
+    def drop_pending(self, keys: Collection[tuple[str, int | None]]) -> None:
+        """A seek: what was handed out of these partitions is read again, not processed."""
+        self.pending = [m for m in self.pending if (m.topic, m.partition) not in keys]
+
+    def forget(self, keys: Collection[tuple[str, int | None]]) -> None:
+        """Partitions taken away (or seeked): what was handed out of them is never
+        processed here."""
+        self.pending = [m for m in self.pending if (m.topic, m.partition) not in keys]
+        for tp in [tp for tp in self.positions if (tp.topic, tp.partition) in keys]:
+            del self.positions[tp]
+
+
+def interceptor_list(value: Any) -> tuple[str | Interceptor, ...]:
+    """The ``interceptors`` option: ``bus.Interceptor`` instances and names registered
+    by plugins, in a list or tuple, or names comma-separated in a string (a URL)."""
+    if value is None:
+        return ()
+    if isinstance(value, str):
+        return tuple(name.strip() for name in value.split(",") if name.strip())
+    if isinstance(value, Interceptor):
+        return (value,)
+    if isinstance(value, (list, tuple)):
+        for item in value:
+            if not isinstance(item, (str, Interceptor)):
+                raise TypeError(
+                    "must hold bus.Interceptor instances or interceptor names, not "
+                    f"{type(item).__name__}"
+                )
+        return tuple(value)
+    raise TypeError(
+        "must be a list of bus.Interceptor instances or names (or one comma-separated "
+        f"string of names), not {type(value).__name__}"
+    )
+
+
+def check_names(
+    given: Sequence[str | Interceptor], known: Mapping[str, InterceptorFactory]
+) -> None:
+    """``ConfigError`` for a name no plugin registered, suggesting the closest."""
+    for item in given:
+        if isinstance(item, str) and item not in known:
+            close = difflib.get_close_matches(item, list(known), n=1)
+            hint = f"; did you mean {close[0]!r}?" if close else ""
+            names = ", ".join(sorted(known)) or "none"
+            raise ConfigError(f"unknown interceptor {item!r} (installed: {names}){hint}")
+
+
+def make_chain(
+    given: Sequence[str | Interceptor],
+    known: Mapping[str, InterceptorFactory],
+    options: Mapping[str, Any],
+) -> Chain | None:
+    """The chain of one client (``None`` without interceptors): instances as given,
+    names made by their plugin's factory from the client's ``options``."""
+    if not given:
+        return None
+    check_names(given, known)
+    made = []
+    for item in given:
+        if isinstance(item, Interceptor):
+            made.append(item)
+            continue
+        interceptor = known[item](options)
+        if not isinstance(interceptor, Interceptor):
+            raise ConfigError(
+                f"the factory of interceptor {item!r} made {type(interceptor).__name__}, "
+                "not a bus.Interceptor"
+            )
+        made.append(interceptor)
+    return Chain(made)
