@@ -178,11 +178,15 @@ class Bus:
     def _codec(self, settings: dict[str, Any], name: str) -> Any:
         return resolve_codec(settings.pop(name), self._registry.codecs, name)
 
-    def _chain(self, settings: dict[str, Any]) -> Chain | None:
+    def _chain(
+        self, settings: dict[str, Any], scope: str, group: str | None = None
+    ) -> Chain | None:
         """The client's interceptors, taken out of ``settings`` (drivers never see
-        them); names are made by their plugins' factories from the client's options."""
+        them); names are made by their plugins' factories from the client's options,
+        with ``backend``, ``scope`` (``"producer"``/``"consumer"``) and ``group``."""
         given = settings.pop("interceptors", None) or ()
-        return make_chain(given, self._registry.interceptors, dict(settings))
+        options = {**settings, "backend": self.backend, "scope": scope, "group": group}
+        return make_chain(given, self._registry.interceptors, options)
 
     def _need(self, capability: str, api: str) -> None:
         if capability in self.capabilities:
@@ -224,7 +228,7 @@ class Bus:
         """A blocking ``Producer``; ``options`` override the connection's."""
         self._need("sync", "blocking")
         settings = self._settings(PRODUCER, options)
-        chain = self._chain(settings)
+        chain = self._chain(settings, PRODUCER)
         value, key = self._codec(settings, "serializer"), self._codec(settings, "key_serializer")
         driver = self._backend.producer(settings)
         return self._track(
@@ -244,7 +248,7 @@ class Bus:
         self._need("sync", "blocking")
         names, group = self._topics(topics), self._group(group)
         settings = self._guard_callbacks(self._settings(CONSUMER, options))
-        chain = self._chain(settings)
+        chain = self._chain(settings, CONSUMER, group)
         value, key = (
             self._codec(settings, "deserializer"),
             self._codec(settings, "key_deserializer"),
@@ -268,7 +272,7 @@ class Bus:
         """An asyncio ``AsyncProducer``; ``options`` override the connection's."""
         self._need("async", "asyncio")
         settings = self._settings(PRODUCER, options)
-        chain = self._chain(settings)
+        chain = self._chain(settings, PRODUCER)
         value, key = self._codec(settings, "serializer"), self._codec(settings, "key_serializer")
         driver = self._backend.async_producer(settings)
         return self._track(
@@ -289,7 +293,7 @@ class Bus:
         self._need("async", "asyncio")
         names, group = self._topics(topics), self._group(group)
         settings = self._guard_callbacks(self._settings(CONSUMER, options))
-        chain = self._chain(settings)
+        chain = self._chain(settings, CONSUMER, group)
         value, key = (
             self._codec(settings, "deserializer"),
             self._codec(settings, "key_deserializer"),

@@ -266,7 +266,12 @@ def make_chain(
         if isinstance(item, Interceptor):
             made.append(item)
             continue
-        interceptor = known[item](options)
+        try:
+            interceptor = known[item](options)
+        except Exception as exc:
+            raise ConfigError(
+                f"interceptor {item!r} could not be made: {type(exc).__name__}: {exc}"
+            ) from exc
         if not isinstance(interceptor, Interceptor):
             raise ConfigError(
                 f"the factory of interceptor {item!r} made {type(interceptor).__name__}, "

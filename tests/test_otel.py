@@ -1,0 +1,204 @@
+"""The ``otel`` interceptor (``bus.otel``) against the OpenTelemetry SDK's in-memory
+span exporter and metric reader: a send and its processing share a trace, on
+memory:// in one process and across two processes on the real broker (kafka://,
+aiokafka://), with the messaging semantic conventions' names and attributes."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import textwrap
+import uuid
+from typing import Any
+
+import pytest
+from opentelemetry.sdk.metrics import MeterProvider
+from opentelemetry.sdk.metrics.export import InMemoryMetricReader
+from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+from opentelemetry.trace import SpanKind, StatusCode
+
+import bus
+from bus.otel import OpenTelemetryInterceptor
+from bus.testing.apis import AsyncAPI, SyncAPI
+from bus.testing.helpers import consume
+
+
+class Telemetry:
+    def __init__(self) -> None:
+        self.spans = InMemorySpanExporter()
+        self.tracer_provider = TracerProvider()
+        self.tracer_provider.add_span_processor(SimpleSpanProcessor(self.spans))
+        self.reader = InMemoryMetricReader()
+        self.meter_provider = MeterProvider(metric_readers=[self.reader])
+
+    def interceptor(self, **options: Any) -> OpenTelemetryInterceptor:
+        return OpenTelemetryInterceptor(
+            options, tracer_provider=self.tracer_provider, meter_provider=self.meter_provider
+        )
+
+    def named(self, name: str) -> list[ReadableSpan]:
+        return [s for s in self.spans.get_finished_spans() if s.name == name]
+
+    def metrics(self) -> dict[str, list[Any]]:
+        data = self.reader.get_metrics_data()
+        out: dict[str, list[Any]] = {}
+        for resource in data.resource_metrics if data else ():
+            for scope in resource.scope_metrics:
+                for metric in scope.metrics:
+                    out.setdefault(metric.name, []).extend(metric.data.data_points)
+        return out
+
+
+@pytest.fixture
+def telemetry() -> Telemetry:
+    return Telemetry()
+
+
+def test_a_send_and_its_processing_share_a_trace_in_memory(telemetry: Telemetry) -> None:
+    url = f"memory://otel-{uuid.uuid4().hex}"
+    topic = "orders"
+    with bus.connect(url) as producing, bus.connect(url) as consuming:
+        producing.create_topic(topic)
+        sender = telemetry.interceptor(backend="memory", client_id="shop")
+        with producing.producer(interceptors=[sender]) as producer:
+            producer.send(topic, b"one", key=b"k1")
+            producer.send(topic, None, key=b"k2")  # a tombstone
+        reader = telemetry.interceptor(backend="memory", group="billing")
+        options = {"offset_reset": "earliest", "auto_commit_interval": 3600.0}
+        with consuming.consumer(topic, group="billing", interceptors=[reader], **options) as c:
+            first, second = consume(c, 1)[0], consume(c, 1)[0]
+            c.commit()
+        assert (first.value, second.value) == (b"one", None)
+
+    sends = telemetry.named(f"send {topic}")
+    processes = telemetry.named(f"process {topic}")
+    assert len(sends) == 2 and len(processes) == 2
+    by_offset = {s.attributes["messaging.kafka.offset"]: s for s in sends}
+    for process in processes:
+        send = by_offset[process.attributes["messaging.kafka.offset"]]
+        assert send.kind is SpanKind.PRODUCER and process.kind is SpanKind.CONSUMER
+        assert process.context.trace_id == send.context.trace_id
+        assert process.parent is not None and process.parent.span_id == send.context.span_id
+        assert [link.context.span_id for link in process.links] == [send.context.span_id]
+        assert process.attributes["messaging.consumer.group.name"] == "billing"
+        assert process.attributes["messaging.destination.partition.id"] == "0"
+    send = by_offset[0]
+    assert send.attributes["messaging.system"] == "memory"
+    assert send.attributes["messaging.destination.name"] == topic
+    assert send.attributes["messaging.kafka.message.key"] == "k1"
+    assert send.attributes["messaging.client.id"] == "shop"
+    assert send.attributes["messaging.operation.type"] == "send"
+    assert by_offset[1].attributes["messaging.kafka.message.tombstone"] is True
+    (receive, *_) = telemetry.named(f"receive {topic}")
+    assert receive.attributes["messaging.batch.message_count"] == 1
+    (commit,) = telemetry.named("commit")
+    assert commit.attributes["messaging.destination.name"] == topic
+
+    metrics = telemetry.metrics()
+    assert sum(p.value for p in metrics["messaging.client.sent.messages"]) == 2
+    assert sum(p.value for p in metrics["messaging.client.consumed.messages"]) == 2
+    assert sum(p.count for p in metrics["messaging.client.operation.duration"]) == 2
+    assert sum(p.count for p in metrics["messaging.process.duration"]) == 2
+
+
+def test_a_failed_send_has_an_error_status_and_type(telemetry: Telemetry) -> None:
+    with bus.connect(f"memory://otel-{uuid.uuid4().hex}") as b:
+        b.create_topic("t")
+        interceptor = telemetry.interceptor(backend="memory")
+        with b.producer(interceptors=[interceptor]) as producer, pytest.raises(bus.BusError):
+            producer.send("t", b"v", partition=9)
+    (send,) = telemetry.named("send t")
+    assert send.status.status_code is StatusCode.ERROR
+    assert send.attributes["error.type"] == "bus._errors.UnknownTopicError"
+    (point,) = telemetry.metrics()["messaging.client.sent.messages"]
+    assert point.attributes["error.type"] == "bus._errors.UnknownTopicError"
+
+
+def test_a_message_passed_on_carries_the_new_send_context(telemetry: Telemetry) -> None:
+    with bus.connect(f"memory://otel-{uuid.uuid4().hex}") as b:
+        b.create_topic("in")
+        b.create_topic("out")
+        interceptor = telemetry.interceptor(backend="memory")
+        with b.producer(interceptors=[interceptor]) as producer:
+            producer.send("in", b"v")
+            with b.consumer("in", offset_reset="earliest") as c:
+                (message,) = consume(c, 1)
+            producer.send_batch([message.replace(topic="out", partition=None, offset=None)])
+        with b.consumer("out", offset_reset="earliest") as c:
+            (passed_on,) = consume(c, 1)
+    (second,) = telemetry.named("send out")
+    traceparents = [v for k, v in passed_on.headers if k == "traceparent"]
+    assert len(traceparents) == 1 and traceparents[0] is not None
+    assert f"{second.context.span_id:016x}" in traceparents[0].decode()
+
+
+def test_the_otel_name_works_without_an_sdk() -> None:
+    """By name it uses the global providers; without an SDK they record nothing, and
+    the messages go through unchanged."""
+    with bus.connect(f"memory://otel-{uuid.uuid4().hex}?interceptors=otel") as b:
+        b.create_topic("t")
+        with b.producer() as producer:
+            producer.send("t", b"v")
+        with b.consumer("t", offset_reset="earliest") as c:
+            assert [m.headers for m in consume(c, 1)] == [()]
+
+
+_PRODUCER = textwrap.dedent(
+    """
+    import json, sys
+    from opentelemetry.sdk.trace import TracerProvider
+    from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+    from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+    import bus
+    from bus.otel import OpenTelemetryInterceptor
+
+    url, topic = sys.argv[1], sys.argv[2]
+    spans = InMemorySpanExporter()
+    provider = TracerProvider()
+    provider.add_span_processor(SimpleSpanProcessor(spans))
+    interceptor = OpenTelemetryInterceptor({"backend": "kafka"}, tracer_provider=provider)
+    with bus.connect(url) as b, b.producer(interceptors=[interceptor]) as producer:
+        producer.send(topic, b"across", partition=0)
+    (span,) = spans.get_finished_spans()
+    print(json.dumps({"trace": span.context.trace_id, "span": span.context.span_id,
+                      "system": span.attributes["messaging.system"],
+                      "offset": span.attributes["messaging.kafka.offset"]}))
+    """
+)
+
+
+@pytest.mark.parametrize("scheme", ["kafka", "aiokafka"])
+def test_a_trace_crosses_from_a_producer_process_to_a_consumer(
+    scheme: str, kafka_broker: Any, telemetry: Telemetry
+) -> None:
+    url = f"{scheme}://{kafka_broker.bootstrap_servers}"
+    topic = f"otel-{scheme}-{uuid.uuid4().hex[:8]}"
+    with bus.connect(url) as b:
+        b.create_topic(topic)
+        produced = subprocess.run(
+            [sys.executable, "-c", _PRODUCER, f"kafka://{kafka_broker.bootstrap_servers}", topic],
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=True,
+        )
+        sent = json.loads(produced.stdout.strip().splitlines()[-1])
+        assert sent["system"] == "kafka"
+        api = SyncAPI(b) if scheme == "kafka" else AsyncAPI(b)
+        try:
+            reader = telemetry.interceptor(backend=scheme, group="g")
+            with api.consumer(
+                topic, group=f"{topic}-g", offset_reset="earliest", interceptors=[reader]
+            ) as consumer:
+                (message,) = consume(consumer, 1)
+        finally:
+            api.close()
+    assert message.value == b"across"
+    (process,) = telemetry.named(f"process {topic}")
+    assert process.context.trace_id == sent["trace"]
+    assert process.parent is not None and process.parent.span_id == sent["span"]
+    assert process.attributes["messaging.system"] == "kafka"
+    assert process.attributes["messaging.kafka.offset"] == sent["offset"]
