@@ -9,6 +9,9 @@ in-memory broker) picks the backend under test. Fixtures:
 ``message_bus``
     A ``bus.Bus`` connected to ``bus_url``, closed after the test (which closes the
     blocking clients made from it; asyncio clients must be closed by the test).
+``bus_recorder``
+    A ``bus.testing.recorder.Recorder`` wired into ``message_bus``: what the test's
+    clients produced and consumed, and ``assert_produced(topic, value=..., key=...)``.
 ``bus_topic``
     A fresh, uniquely named topic. When the backend has ``admin`` it is created, with
     3 partitions when the backend has ``partitions`` (else 1), and deleted after the
@@ -52,6 +55,7 @@ from bus._plugins import registry
 from bus._url import parse_url
 from bus.spi import CAPABILITIES
 from bus.testing.apis import AsyncAPI, BusAPI, SyncAPI
+from bus.testing.recorder import Recorder
 
 # The conformance suite asserts in library modules; have pytest explain its failures.
 pytest.register_assert_rewrite(
@@ -187,13 +191,25 @@ def bus_url(request: pytest.FixtureRequest) -> Iterator[str]:
 
 
 @pytest.fixture
-def message_bus(bus_url: str) -> Iterator[bus.Bus]:
-    """A ``bus.Bus`` connected to ``bus_url``; closed after the test."""
-    connection = bus.connect(bus_url)
+def message_bus(bus_url: str, request: pytest.FixtureRequest) -> Iterator[bus.Bus]:
+    """A ``bus.Bus`` connected to ``bus_url``; closed after the test. In a test that
+    also asks for ``bus_recorder``, it records every message its clients move."""
+    options: dict[str, Any] = {}
+    if "bus_recorder" in request.fixturenames:
+        options["interceptors"] = [request.getfixturevalue("bus_recorder")]
+    connection = bus.connect(bus_url, **options)
     try:
         yield connection
     finally:
         connection.close()
+
+
+@pytest.fixture
+def bus_recorder() -> Recorder:
+    """Every message produced and consumed through ``message_bus`` during the test
+    (``.produced``, ``.consumed``, ``.failed``), and ``assert_produced(topic,
+    value=..., key=...)``: a ``bus.testing.recorder.Recorder``."""
+    return Recorder()
 
 
 @pytest.fixture(params=["sync", "async"])
