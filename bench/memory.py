@@ -61,6 +61,8 @@ from bench._common import (
 from bus.testing.helpers import fresh_url
 
 PREFIX = "memory "
+OTEL_CASE = "memory sync enqueue, otel interceptor"
+OTEL_CAP = 100_000
 TOPIC = "bench"
 SIZE = 100
 POLL = 500  # poll_batch(max_messages)
@@ -73,10 +75,10 @@ VALUE = payload(SIZE)
 
 
 @contextlib.contextmanager
-def _fresh() -> Iterator[bus.Bus]:
+def _fresh(**options: Any) -> Iterator[bus.Bus]:
     """A bus on a new memory broker with ``TOPIC``; the broker is dropped afterwards,
     so the log of one run is not kept through the next."""
-    with fresh_url("memory") as url, bus.connect(url) as b:
+    with fresh_url("memory") as url, bus.connect(url, **options) as b:
         b.create_topic(TOPIC, partitions=1)
         yield b
 
@@ -91,8 +93,8 @@ def _verify(
 # -- ours: blocking API -----------------------------------------------------------------------
 
 
-def _sync(n: int, chunks: list[list[bus.Message]] | None, case: str) -> Run:
-    with _fresh() as b:
+def _sync(n: int, chunks: list[list[bus.Message]] | None, case: str, **options: Any) -> Run:
+    with _fresh(**options) as b:
         producer = b.producer()
         consumer = b.consumer(TOPIC, offset_reset="earliest")
         enqueue, send_batch, poll_batch = producer.enqueue, producer.send_batch, consumer.poll_batch
@@ -125,6 +127,20 @@ def _sync(n: int, chunks: list[list[bus.Message]] | None, case: str) -> Run:
 
 def sync_enqueue(n: int) -> Run:
     return _sync(n, None, "memory sync enqueue")
+
+
+def sync_enqueue_otel(n: int) -> Run:
+    """As ``sync_enqueue``, every client with the otel interceptor on an SDK tracer and
+    meter provider that record (and export nowhere): the cost of tracing."""
+    from opentelemetry.sdk.metrics import MeterProvider
+    from opentelemetry.sdk.trace import TracerProvider
+
+    from bus.otel import OpenTelemetryInterceptor
+
+    tracing = OpenTelemetryInterceptor(
+        {"backend": "memory"}, tracer_provider=TracerProvider(), meter_provider=MeterProvider()
+    )
+    return _sync(n, None, OTEL_CASE, interceptors=[tracing])
 
 
 def sync_send_batch(chunk: int) -> Callable[[int], Run]:
@@ -276,6 +292,12 @@ def _args(argv: list[str] | None) -> argparse.Namespace:
         help=f"messages per FastStream run (default min(count, {FASTSTREAM_CAP:,}); "
         "--quick: 5,000)",
     )
+    p.add_argument(
+        "--otel-count",
+        type=int,
+        default=OTEL_CAP,
+        help=f"messages per run with and without the otel interceptor (default {OTEL_CAP:,})",
+    )
     args = settle(p.parse_args(argv))
     if args.kombu_count is None:
         args.kombu_count = min(args.count, KOMBU_CAP)
@@ -291,8 +313,14 @@ def main(argv: list[str] | None = None) -> int:
     n, rounds, chunk = args.count, args.rounds, args.chunk
     kombu = Contender(KOMBU, args.kombu_count, kombu_round_trip)
     faststream = Contender(FASTSTREAM, args.faststream_count, faststream_round_trip)
+    traced = min(n, args.otel_count)
     pairs = [
         (Contender("memory sync enqueue", n, sync_enqueue), kombu, "enqueue one by one"),
+        (
+            Contender(OTEL_CASE, traced, sync_enqueue_otel),
+            Contender("memory sync enqueue, no interceptors", traced, sync_enqueue),
+            "enqueue one by one; spans and metrics recorded by the OpenTelemetry SDK",
+        ),
         (
             Contender("memory sync send_batch", n, sync_send_batch(chunk)),
             kombu,
@@ -315,6 +343,10 @@ def main(argv: list[str] | None = None) -> int:
     try:
         for ours, peer, path in pairs:
             mine, theirs = alternate(ours, peer, rounds)
+            extra: dict[str, Any] = {}
+            if ours.name == OTEL_CASE:  # what tracing adds to each message, produced and read
+                extra["cost_ns_per_message"] = round((1 / mine.best - 1 / theirs.best) * 1e9)
+                log(f"  the otel interceptor costs {extra['cost_ns_per_message']:,} ns a message")
             rows.append(
                 row(
                     ours.name,
@@ -324,6 +356,7 @@ def main(argv: list[str] | None = None) -> int:
                     size=SIZE,
                     rounds=rounds,
                     consume=f"poll_batch({POLL})",
+                    **extra,
                 )
             )
     except BenchError as error:

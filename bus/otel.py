@@ -174,9 +174,12 @@ class OpenTelemetryInterceptor(Interceptor):
         ):
             pass
         now = time.monotonic()
+        per_topic: dict[str, int] = {}
         for m in messages:
-            self._consumed.add(1, {**self._common, ma.MESSAGING_DESTINATION_NAME: m.topic})
+            per_topic[m.topic] = per_topic.get(m.topic, 0) + 1
             self._start_process(m, now)
+        for topic, count in per_topic.items():  # one measurement per topic and batch
+            self._consumed.add(count, {**self._common, ma.MESSAGING_DESTINATION_NAME: topic})
         return messages
 
     def _start_process(self, message: Message, now: float) -> None:
