@@ -2,13 +2,21 @@
 
 from __future__ import annotations
 
+import asyncio
 import threading
 import weakref
 from collections.abc import Mapping
 from typing import Any, TypeVar
 
 from bus._callbacks import guarded
-from bus._checks import check_optional_int, check_topic, decoder, encoder, resolve_codec
+from bus._checks import (
+    check_optional_int,
+    check_timeout,
+    check_topic,
+    decoder,
+    encoder,
+    resolve_codec,
+)
 from bus._consumer import AsyncConsumer, Consumer
 from bus._errors import BusError, ClosedError, ConfigError, UnsupportedError
 from bus._interceptors import Chain, check_names, make_chain
@@ -312,6 +320,25 @@ class Bus:
                 interceptors=chain,
             )
         )
+
+    # -- health -----------------------------------------------------------------------------
+
+    def ping(self, timeout: float = 5.0) -> None:
+        """Return when the transport answers, within ``timeout`` seconds; raise a
+        ``bus.BusError`` (``bus.TimeoutError`` when nothing answered) when it does not.
+        The health check of a service."""
+        limit = check_timeout(timeout)
+        if self._closed:
+            raise ClosedError("Bus is closed")
+        self._backend.ping(5.0 if limit is None else limit)
+
+    async def aping(self, timeout: float = 5.0) -> None:
+        """``ping`` for asyncio: the event loop goes on while the transport is asked."""
+        limit = check_timeout(timeout)
+        if self._closed:
+            raise ClosedError("Bus is closed")
+        loop = asyncio.get_running_loop()
+        await loop.run_in_executor(None, self._backend.ping, 5.0 if limit is None else limit)
 
     # -- admin ------------------------------------------------------------------------------
 

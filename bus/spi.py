@@ -244,6 +244,12 @@ class Backend:
     def partitions(self, topic: str) -> list[int]:
         raise UnsupportedError("this backend has no admin API")
 
+    def ping(self, timeout: float) -> None:
+        """Return once the transport answers (a metadata round trip, say), within
+        ``timeout`` seconds; else raise ``bus.TimeoutError`` (or the ``bus`` error
+        that says why: a refused login, ...). Blocks. The default returns at once: right
+        for a backend in the process, wrong for one with a network under it."""
+
     def close(self) -> None:
         """Release the connection."""
 

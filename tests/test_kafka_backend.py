@@ -3,7 +3,9 @@
 
 from __future__ import annotations
 
+import asyncio
 import io
+import socket
 import threading
 import time
 import uuid
@@ -226,3 +228,24 @@ def test_close_under_an_outage_reports_every_purged_message_and_writes_nothing_a
             seen += [m.value for m in consumer.poll_batch(500, timeout=0.5)]
     assert seen[0] == b"warm"
     assert {int(v) for v in seen[1:]} <= maybe
+
+
+def _refusing_port() -> int:
+    """A local port nothing listens on: bound, then released."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@pytest.mark.parametrize("scheme", ["kafka", "aiokafka"])
+def test_ping_raises_within_its_timeout_when_no_broker_answers(scheme: str) -> None:
+    with bus.connect(f"{scheme}://127.0.0.1:{_refusing_port()}") as b:
+        started = time.monotonic()
+        with pytest.raises(bus.BusError):
+            b.ping(timeout=1.0)
+        # The deadline holds (with slack for a loaded machine), then aping's too.
+        assert time.monotonic() - started < 1.0 + 3.0
+        started = time.monotonic()
+        with pytest.raises(bus.BusError):
+            asyncio.run(b.aping(timeout=1.0))
+        assert time.monotonic() - started < 1.0 + 3.0

@@ -165,6 +165,24 @@ class AioKafkaBackend(Backend):
             raise bus.UnknownTopicError(f"topic {topic!r} does not exist")
         return list(range(count))
 
+    async def _ping(self) -> None:
+        admin = await self._admin()
+        try:
+            await admin.describe_cluster()
+        except KafkaError as exc:
+            raise mapped(exc, OTHER, "ping") from exc
+
+    def ping(self, timeout: float) -> None:
+        """A metadata round trip (``describe_cluster``) within ``timeout``."""
+
+        async def bounded() -> None:
+            try:
+                await asyncio.wait_for(self._ping(), timeout)
+            except asyncio.TimeoutError:
+                raise bus.TimeoutError(f"the cluster did not answer within {timeout:g}s") from None
+
+        self._run(bounded())
+
     def close(self) -> None:
         if self._loop is None:
             return

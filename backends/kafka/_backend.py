@@ -7,7 +7,7 @@ import time
 from collections.abc import Mapping
 from typing import Any
 
-from confluent_kafka import KafkaException
+from confluent_kafka import KafkaError, KafkaException
 from confluent_kafka.admin import (  # type: ignore[attr-defined]
     AdminClient,
     ConfigResource,
@@ -96,6 +96,27 @@ class KafkaBackend(Backend):
             admin.poll(0)  # serves error_cb: a refused login says why
             self._standing.check()
             raise mapped(exc, OTHER, "cluster metadata") from exc
+
+    def ping(self, timeout: float) -> None:
+        """A metadata round trip within ``timeout`` (every topic's: naming one could
+        create it on a cluster that creates topics on first use)."""
+        admin = self._admin()
+        try:
+            admin.list_topics(timeout=max(timeout, 0.001))
+        except KafkaException as exc:
+            admin.poll(0)  # serves error_cb: a refused login says why
+            self._standing.check()
+            error = exc.args[0] if exc.args else None
+            if isinstance(error, KafkaError) and error.code() in (
+                KafkaError._TIMED_OUT,
+                KafkaError._TRANSPORT,
+                KafkaError._ALL_BROKERS_DOWN,
+            ):
+                raise bus.TimeoutError(
+                    f"the cluster did not answer within {timeout:g}s: {error.str()}"
+                ) from exc
+            raise mapped(exc, OTHER, "ping") from exc
+        self._standing.check()
 
     def _result(self, future: Any, what: str) -> None:
         """Wait for an admin future within ``admin_timeout``, raising what the cluster

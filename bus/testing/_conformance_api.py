@@ -4,6 +4,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -13,7 +15,7 @@ import bus
 from bus.spi import CAPABILITIES
 from bus.testing._conformance_common import eventually, needs, run
 from bus.testing.apis import BusAPI
-from bus.testing.helpers import async_consume, consume, poll_until
+from bus.testing.helpers import DEADLINE, async_consume, consume, poll_until
 
 __all__ = ["TestArguments", "TestBus", "TestCodecs"]
 
@@ -232,6 +234,14 @@ class TestArguments:
 
 
 class TestBus:
+    def test_ping_returns_when_the_transport_answers(self, message_bus: bus.Bus) -> None:
+        started = time.monotonic()
+        message_bus.ping(timeout=DEADLINE)
+        asyncio.run(message_bus.aping(timeout=DEADLINE))
+        assert time.monotonic() - started < 2 * DEADLINE
+        with pytest.raises(TypeError):
+            message_bus.ping(timeout="soon")  # type: ignore[arg-type]
+
     def test_capabilities_are_known_words(self, message_bus: bus.Bus) -> None:
         assert isinstance(message_bus.backend, str)
         assert message_bus.backend
