@@ -9,6 +9,11 @@ from typing import Any
 
 from bus.spi import BUS, BackendConfig, Option, client_settings, seconds, text
 
+#: How often a consumer without a group looks for new partitions of its topics (and,
+#: while it has none, for its topics to appear), on both Kafka backends.
+METADATA_EVERY = 5.0
+METADATA_WHILE_EMPTY = 1.0
+
 SHARED_OPTIONS: tuple[Option, ...] = (
     Option(
         "admin_timeout",

@@ -27,6 +27,7 @@ from aiokafka.errors import KafkaError, TopicAuthorizationFailedError, for_code
 from aiokafka.protocol.metadata import MetadataRequest
 
 import bus
+from backends._kafka_options import METADATA_EVERY, METADATA_WHILE_EMPTY
 from backends.aiokafka import _auth
 from backends.aiokafka._client import no_auto_create
 from backends.aiokafka._errors import COMMIT, OTHER, REBALANCE_NOTE, mapped
@@ -36,10 +37,6 @@ LOGGER = logging.getLogger("bus.aiokafka")
 
 #: Longest one wait lasts before looking at ``wakeup()`` and deadlines again.
 _SLICE = 0.2
-#: How often a consumer without a group looks for new partitions of its topics (and,
-#: while it has none, for its topics to appear).
-_METADATA_EVERY = 5.0
-_METADATA_WHILE_EMPTY = 1.0
 #: Seconds the first connection may take before ``poll`` reports it to ``on_error``.
 _START_TIMEOUT = 30.0
 #: aiokafka retries a lost broker silently; while polls come back empty, the driver
@@ -154,7 +151,7 @@ class AioKafkaConsumer(AsyncConsumerDriver):
     async def _refresh_standalone(self) -> None:
         """No group: read every partition of the topics that exists (new ones too)."""
         assert self._raw is not None
-        every = _METADATA_EVERY if self._assigned else _METADATA_WHILE_EMPTY
+        every = METADATA_EVERY if self._assigned else METADATA_WHILE_EMPTY
         self._next_metadata = time.monotonic() + every
         try:
             # aiokafka waits for the answer without limit (the consumer's tasks make

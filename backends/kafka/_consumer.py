@@ -18,6 +18,7 @@ from confluent_kafka import Consumer as RawConsumer
 from confluent_kafka import TopicPartition as RawTP
 
 import bus
+from backends._kafka_options import METADATA_EVERY, METADATA_WHILE_EMPTY
 from backends.kafka._errors import COMMIT, OTHER, Standing, mapped, with_cause
 from bus.spi import (
     ConsumerDriver,
@@ -32,10 +33,6 @@ LOGGER = logging.getLogger("bus.kafka")
 
 #: Longest a blocking wait lasts before looking at ``wakeup()`` and deadlines again.
 _SLICE = 0.1
-#: How often a consumer without a group looks for new partitions of its topics (and,
-#: while it has none, for its topics to appear).
-_METADATA_EVERY = 5.0
-_METADATA_WHILE_EMPTY = 1.0
 
 Key = tuple[str, int]
 
@@ -145,7 +142,7 @@ class KafkaConsumer(ConsumerDriver):
         asking within the poll's ``deadline``. A topic the ACLs deny raises
         ``AuthorizationError``; no answer is tried again on the next round."""
         self._next_metadata = time.monotonic() + (
-            _METADATA_EVERY if self._assigned else _METADATA_WHILE_EMPTY
+            METADATA_EVERY if self._assigned else METADATA_WHILE_EMPTY
         )
         left = 10.0 if deadline is None else max(0.05, min(10.0, deadline - time.monotonic()))
         try:

@@ -203,14 +203,7 @@ def ensure_kafka_libs(version: str | None = None) -> Path:
             f"-Dkafka.version={version}", f"-DoutputDirectory={tmp}",
         ]  # fmt: skip
         try:
-            done = subprocess.run(
-                cmd,
-                check=False,
-                stdin=subprocess.DEVNULL,
-                capture_output=True,
-                text=True,
-                timeout=900,
-            )
+            done = _run_tool(cmd, timeout=900)
         except subprocess.TimeoutExpired as exc:
             shutil.rmtree(tmp, ignore_errors=True)
             raise KafkaUnavailable(f"Maven took over {exc.timeout:.0f} s: {' '.join(cmd)}") from exc
@@ -324,6 +317,14 @@ def new_cluster_id() -> str:
         text = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
         if not text.startswith("-"):
             return text
+
+
+def _run_tool(cmd: list[str], timeout: float) -> subprocess.CompletedProcess[str]:
+    """Run a one-shot tool (Maven, Kafka's StorageTool) to its end, its output kept;
+    ``subprocess.TimeoutExpired`` after ``timeout`` seconds."""
+    return subprocess.run(
+        cmd, check=False, stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=timeout
+    )
 
 
 def _last_lines(text: str, count: int) -> str:
@@ -619,14 +620,7 @@ class KafkaNode:
             *self.format_args,
         )  # fmt: skip
         try:
-            done = subprocess.run(
-                cmd,
-                check=False,
-                stdin=subprocess.DEVNULL,
-                capture_output=True,
-                text=True,
-                timeout=120,
-            )
+            done = _run_tool(cmd, timeout=120)
         except subprocess.TimeoutExpired as exc:
             raise KafkaStartError(f"formatting node {self.node_id} took over 120 s") from exc
         with open(self.log_path, "a") as log:
