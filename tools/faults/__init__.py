@@ -246,16 +246,8 @@ def close_under_outage(cluster: KafkaCluster, scheme: str, messages: int = 1000)
             outcome.details["reported_by_close"] = reports.count()
         finally:
             node.restart()
-    reports.fill(outcome, messages)
-    maybe = reports.maybe_written()
-    seen = [i for i in read_log(url, scheme, topic, set(), quiet=5.0) if i >= 0]
-    written = set(seen)
-    # Written although reported undelivered, and not flagged as maybe written: lost
-    # track of, which is what "writes nothing after close" forbids.
+    written = _after_outage(outcome, reports, messages, url, scheme, topic)
     outcome.details["written_after_close"] = len(written)
-    outcome.details["written_unflagged"] = len(written - maybe - reports.acknowledged())
-    outcome.details["maybe_written"] = len(maybe)
-    _count_log(outcome, seen, reports.acknowledged())
     return outcome
 
 
@@ -290,13 +282,24 @@ def delivery_timeout_under_outage(
             node.restart()
         with contextlib.suppress(bus.BusError):
             producer.close(timeout=10)
+    _after_outage(outcome, reports, messages, url, scheme, topic)
+    return outcome
+
+
+def _after_outage(
+    outcome: Outcome, reports: Reports, messages: int, url: str, scheme: str, topic: str
+) -> set[int]:
+    """The end of an outage scenario: every message's report, and what the log holds
+    once the broker is back (returned). A message written although reported undelivered
+    and not flagged ``maybe_written`` is one lost track of, which "writes nothing after
+    close" and "reported once" forbid (``written_unflagged``)."""
     reports.fill(outcome, messages)
     maybe = reports.maybe_written()
     seen = [i for i in read_log(url, scheme, topic, set(), quiet=5.0) if i >= 0]
     outcome.details["written_unflagged"] = len(set(seen) - maybe - reports.acknowledged())
     outcome.details["maybe_written"] = len(maybe)
     _count_log(outcome, seen, reports.acknowledged())
-    return outcome
+    return set(seen)
 
 
 def broker_restart(cluster: KafkaCluster, scheme: str, messages: int = 600) -> Outcome:
