@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import threading
 import time
-from collections.abc import AsyncIterator, Iterator, Mapping
+from collections.abc import AsyncIterator, Collection, Iterator, Mapping
 from typing import Any
 
 from bus._checks import (
@@ -40,10 +40,11 @@ class _ConsumerCore:
     iteration, no I/O."""
 
     _driver: ConsumerDriver | AsyncConsumerDriver
-    _chain: Chain | None
 
     def __init__(
         self,
+        driver: ConsumerDriver | AsyncConsumerDriver,
+        interceptors: Chain | None,
         backend: str,
         topics: tuple[str, ...],
         group: str | None,
@@ -52,6 +53,8 @@ class _ConsumerCore:
         capabilities: frozenset[str] | None,
         max_poll_interval: float,
     ):
+        self._driver = driver
+        self._chain = interceptors
         self._held = Held()
         # With interceptors, iteration goes one poll per message: each hand-out is a
         # fetched batch for on_consume, each next turn processes what came before.
@@ -108,15 +111,18 @@ class _ConsumerCore:
 
     # -- the held batch: what the driver must hear of it ---------------------------------
 
-    def _positions_to_give_back(self, *, closing: bool) -> Mapping[TopicPartition, int]:
-        """Where the application stopped in the held batch. Going on (a commit, a batch
-        held too long): the messages not handed out go back. Closing: so does the last
-        one handed out, which the application never finished (it did not ask for the
-        next), and every other partition of the batch counts as processed."""
+    def _positions_to_give_back(
+        self, *, closing: bool, only: Collection[tuple[str, int | None]] | None = None
+    ) -> Mapping[TopicPartition, int]:
+        """Where the application stopped in the held batch (in the partitions ``only``
+        names, if given). Going on (a commit, a batch held too long): the messages not
+        handed out go back. Closing (or losing partitions): so does the last one handed
+        out, which the application never finished (it did not ask for the next), and
+        every other partition of the batch counts as processed."""
         held = self._held
         if closing:
-            return held.positions(max(held.next - 1, 0), every=True)
-        return held.positions(held.next, every=False)
+            return held.positions(max(held.next - 1, 0), every=True, only=only)
+        return held.positions(held.next, every=False, only=only)
 
     def _release_held(self, *, closing: bool) -> None:
         """Tell the driver where the application stopped, and forget the held batch."""
@@ -135,7 +141,7 @@ class _ConsumerCore:
             self._unprocessed.forget(keys)
         if not held.messages:
             return
-        positions = held.positions(max(held.next - 1, 0), every=True, only=keys)
+        positions = self._positions_to_give_back(closing=True, only=keys)
         if positions:
             self._driver.give_back(positions)
         held.drop(keys)
@@ -205,10 +211,16 @@ class Consumer(_ConsumerCore):
         max_poll_interval: float = _MAX_POLL_INTERVAL,
         interceptors: Chain | None = None,
     ):
-        self._driver = driver
-        self._chain = interceptors
         super().__init__(
-            backend, topics, group, decode_value, decode_key, capabilities, max_poll_interval
+            driver,
+            interceptors,
+            backend,
+            topics,
+            group,
+            decode_value,
+            decode_key,
+            capabilities,
+            max_poll_interval,
         )
         self._io = threading.RLock()  # held while the driver polls; close() waits for it
         self._state = threading.Lock()
@@ -347,10 +359,16 @@ class AsyncConsumer(_ConsumerCore):
         max_poll_interval: float = _MAX_POLL_INTERVAL,
         interceptors: Chain | None = None,
     ):
-        self._driver = driver
-        self._chain = interceptors
         super().__init__(
-            backend, topics, group, decode_value, decode_key, capabilities, max_poll_interval
+            driver,
+            interceptors,
+            backend,
+            topics,
+            group,
+            decode_value,
+            decode_key,
+            capabilities,
+            max_poll_interval,
         )
         self._io: asyncio.Lock | None = None  # made lazily: it binds to the running loop
 

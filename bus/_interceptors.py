@@ -75,8 +75,15 @@ class Chain:
         self._all = tuple(interceptors)
         self._reversed = self._all[::-1]
 
-    def __len__(self) -> int:
-        return len(self._all)
+    @staticmethod
+    def _notify(interceptors: tuple[Interceptor, ...], hook: str, *args: Any) -> None:
+        """Call ``hook`` of each interceptor in turn; one that raises is logged and
+        skipped."""
+        for interceptor in interceptors:
+            try:
+                getattr(interceptor, hook)(*args)
+            except Exception:
+                LOGGER.exception("interceptor %r raised in %s; skipped", interceptor, hook)
 
     def send(self, message: Message) -> Message:
         for interceptor in self._all:
@@ -98,13 +105,7 @@ class Chain:
     def acknowledged(
         self, message: Message, delivery: Delivery | None, error: BusError | None
     ) -> None:
-        for interceptor in self._reversed:
-            try:
-                interceptor.on_acknowledgement(message, delivery, error)
-            except Exception:
-                LOGGER.exception(
-                    "interceptor %r raised in on_acknowledgement; skipped", interceptor
-                )
+        self._notify(self._reversed, "on_acknowledgement", message, delivery, error)
 
     def consume(self, messages: list[Message]) -> list[Message]:
         """``on_consume`` in order. A result that would lose, add or move a message
@@ -126,25 +127,13 @@ class Chain:
         return messages
 
     def processed(self, message: Message) -> None:
-        for interceptor in self._all:
-            try:
-                interceptor.on_processed(message)
-            except Exception:
-                LOGGER.exception("interceptor %r raised in on_processed; skipped", interceptor)
+        self._notify(self._all, "on_processed", message)
 
     def committed(self, offsets: Mapping[TopicPartition, int]) -> None:
-        for interceptor in self._all:
-            try:
-                interceptor.on_commit(offsets)
-            except Exception:
-                LOGGER.exception("interceptor %r raised in on_commit; skipped", interceptor)
+        self._notify(self._all, "on_commit", offsets)
 
     def close(self) -> None:
-        for interceptor in self._all:
-            try:
-                interceptor.close()
-            except Exception:
-                LOGGER.exception("interceptor %r raised in close; skipped", interceptor)
+        self._notify(self._all, "close")
 
 
 def _same_places(given: list[Message], changed: Any) -> bool:
@@ -190,15 +179,14 @@ class Unprocessed:
 
     def committed_through(self, message: Message) -> None:
         """``commit(message)`` succeeded: its partition is processed through it."""
-        where = (message.topic, message.partition)
-        done = [
-            m
-            for m in self.pending
-            if (m.topic, m.partition) == where and m.offset <= message.offset  # type: ignore[operator]
-        ]
-        if done:
-            self.pending = [m for m in self.pending if m not in done]
-            self._done(done)
+        where, through = (message.topic, message.partition), message.offset
+        done: list[Message] = []
+        kept: list[Message] = []
+        for m in self.pending:
+            through_it = (m.topic, m.partition) == where and m.offset <= through  # type: ignore[operator]
+            (done if through_it else kept).append(m)
+        self.pending = kept
+        self._done(done)
         tp = TopicPartition(message.topic, message.partition)  # type: ignore[arg-type]
         end = message.offset + 1  # type: ignore[operator]
         self.positions[tp] = max(self.positions.get(tp, 0), end)
