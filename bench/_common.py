@@ -601,7 +601,7 @@ def kafka_parser(
     """``parser`` (5 rounds by default) plus the options both Kafka benchmarks take:
     ``--consume-count``, ``--send-count``, ``--faststream-count``, then ``sizes``, the
     module's messages-per-call options as ``(flag, default, help)``, then
-    ``--bootstrap``. ``settle_kafka`` fills them in."""
+    ``--bootstrap`` and ``--only`` (see ``selected``). ``settle_kafka`` fills them in."""
     p = parser(prog, description, default_count, quick_count, default_rounds=KAFKA_ROUNDS)
     p.add_argument(
         "--consume-count",
@@ -630,6 +630,12 @@ def kafka_parser(
         default=os.environ.get("KAFKA_BOOTSTRAP_SERVERS") or None,
         help="use this broker (host:port) instead of starting one "
         "(default $KAFKA_BOOTSTRAP_SERVERS)",
+    )
+    p.add_argument(
+        "--only",
+        default=None,
+        help="run only the cases whose name contains one of these comma-separated texts "
+        "(e.g. 'poll_batch,iteration'); their rows replace only theirs in the output",
     )
     p.set_defaults(size_options=[flag for flag, _, _ in sizes])
     return p

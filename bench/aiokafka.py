@@ -451,12 +451,6 @@ def _args(argv: list[str] | None) -> argparse.Namespace:
             ),
         ],
     )
-    p.add_argument(
-        "--only",
-        default=None,
-        help="run only the cases whose name contains one of these comma-separated texts "
-        "(e.g. 'poll_batch,iteration'); their rows replace only theirs in the output",
-    )
     return settle_kafka(p.parse_args(argv))
 
 

@@ -99,9 +99,7 @@ class _Outcomes:
         if not waiting:  # not one of ours: its own outcome stays a timeout, told here
             LOGGER.error("kafka send_batch: a report for no message: %s", msg)
             return
-        index = waiting.popleft()
-        self.outcomes[index] = _delivery(msg) if err is None else _failure(err, msg)
-        self.pending -= 1
+        self.report(waiting.popleft(), err, msg)
 
     def refused(self, index: int, error: bus.BusError) -> None:
         self.outcomes[index] = error
@@ -153,8 +151,9 @@ class KafkaProducer(ProducerDriver):
         self._topic_limit = None if settings["compression"] != "none" else topic_limit
         self._max_message: int = int(conf.get("message.max.bytes", 1_000_000))
         self._limits: dict[str, int] = {}
-        # Topics enqueue may hand straight to librdkafka: a producer without our own
-        # partitioner, librdkafka's size limit no larger than the topic's.
+        # Topics enqueue and send_batch may hand straight to librdkafka (_put adds them):
+        # a producer without our own partitioner, librdkafka's size limit no larger than
+        # the topic's.
         self._trusted: set[str] = set()
 
     # -- reports -----------------------------------------------------------------------------
@@ -222,6 +221,8 @@ class KafkaProducer(ProducerDriver):
         """Hand one message to librdkafka, serving reports while its queue is full."""
         if self._topic_limit is not None:
             self._check_size(topic, key, value, headers, deadline)
+        if self._plain and self._librdkafka_checks(topic):  # the limit is known now
+            self._trusted.add(topic)
         if partition is None and self._round_robin is not None:
             partition = self._partition_for(topic)
         kwargs: dict[str, Any] = {"on_delivery": report}
@@ -265,8 +266,6 @@ class KafkaProducer(ProducerDriver):
                 _check_timestamp(timestamp)
                 deadline = time.monotonic() + self._timeout
                 self._put(topic, value, key, headers, partition, timestamp, report, deadline)
-                if self._plain and self._librdkafka_checks(topic):  # (_put learnt its limit)
-                    self._trusted.add(topic)
         except KafkaException as exc:  # refused before it left (too large, ...)
             report(exc.args[0], None)
         except bus.MessageTooLarge as error:
@@ -384,7 +383,7 @@ class KafkaProducer(ProducerDriver):
         size librdkafka checks itself, and a topic whose partitions are known."""
         if m.headers or m.timestamp is not None or (m.key is not None and m.partition is None):
             return False
-        if not self._plain or not self._librdkafka_checks(m.topic):
+        if m.topic not in self._trusted:  # the first message to a topic learns its limit
             return False
         return m.partition is not None or self._partition_count(m.topic, deadline) is not None
 
