@@ -12,6 +12,7 @@ Importing ``bus`` imports no Kafka client: backends load their client library wh
 ``connect`` picks them.
 """
 
+from bus._async_worker import AsyncWorker
 from bus._bus import Bus, connect
 from bus._codecs import Codec
 from bus._consumer import AsyncConsumer, Consumer
@@ -24,6 +25,7 @@ from bus._errors import (
     CommitError,
     ConfigError,
     DeliveryError,
+    HandlerError,
     MessageTooLarge,
     SerializationError,
     TimeoutError,
@@ -36,12 +38,15 @@ from bus._message import Delivery, Message, TopicPartition
 from bus._partitioner import murmur2, murmur2_partition
 from bus._plugins import hookimpl
 from bus._producer import AsyncProducer, Producer
+from bus._work import Retry
+from bus._worker import Worker
 
 __version__ = "0.1.0"
 
 __all__ = [
     "AsyncConsumer",
     "AsyncProducer",
+    "AsyncWorker",
     "AuthenticationError",
     "AuthorizationError",
     "BackendNotFound",
@@ -54,16 +59,19 @@ __all__ = [
     "Consumer",
     "Delivery",
     "DeliveryError",
+    "HandlerError",
     "Interceptor",
     "Message",
     "MessageTooLarge",
     "Producer",
+    "Retry",
     "SerializationError",
     "TimeoutError",
     "TopicExistsError",
     "TopicPartition",
     "UnknownTopicError",
     "UnsupportedError",
+    "Worker",
     "connect",
     "hookimpl",
     "murmur2",

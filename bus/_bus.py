@@ -5,9 +5,10 @@ from __future__ import annotations
 import asyncio
 import threading
 import weakref
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from typing import Any, TypeVar
 
+from bus._async_worker import AsyncWorker
 from bus._callbacks import guarded
 from bus._checks import (
     check_optional_int,
@@ -20,11 +21,14 @@ from bus._checks import (
 from bus._consumer import AsyncConsumer, Consumer
 from bus._errors import BusError, ClosedError, ConfigError, UnsupportedError
 from bus._interceptors import Chain, check_names, make_chain
+from bus._message import Message
 from bus._options import BUS, CONSUMER, PRODUCER, OptionTable, redact
 from bus._plugins import BackendInfo, Registry, registry
 from bus._producer import AsyncProducer, Producer
 from bus._topic_config import check_topic_config
 from bus._url import BusURL, parse_url, resolve_url
+from bus._work import Retry, check_worker_options
+from bus._worker import Worker
 from bus.spi import Backend, BackendConfig
 
 _Client = TypeVar("_Client")
@@ -320,6 +324,95 @@ class Bus:
                 interceptors=chain,
             )
         )
+
+    # -- workers ----------------------------------------------------------------------------
+
+    def _worker_parts(
+        self,
+        api: str,
+        handler: Any,
+        topics: tuple[Any, ...],
+        group: Any,
+        concurrency: Any,
+        retry: Any,
+        dead_letter: Any,
+        shutdown_timeout: Any,
+        options: dict[str, Any],
+    ) -> dict[str, Any]:
+        """What both worker factories check and work out: every argument, before any
+        client is made."""
+        self._need(api, "blocking" if api == "sync" else "asyncio")
+        names = self._topics(topics)
+        if group is None:
+            raise TypeError("a worker needs a group: it commits what it processed there")
+        self._group(group)
+        check_worker_options(
+            handler, names, concurrency, retry, dead_letter, shutdown_timeout, options
+        )
+        if dead_letter is not None and "headers" not in self.capabilities:
+            raise UnsupportedError(
+                f"backend {self.backend!r} has no headers: a dead letter could not say "
+                "where its message came from and why it failed"
+            )
+        settings = self._settings(CONSUMER, {**options, "auto_commit": False})
+        own = {k: v for k, v in options.items() if k not in _CODEC_OPTIONS}  # it decodes
+        if own.get("on_revoke") is not None:
+            own["on_revoke"] = guarded(own["on_revoke"], "on_revoke")
+        return {
+            "topics": names,
+            "group": group,
+            "concurrency": concurrency,
+            "retry": retry,
+            "dead_letter": dead_letter,
+            "shutdown_timeout": float(shutdown_timeout),
+            "options": own,
+            "decode_value": decoder(self._codec(settings, "deserializer")),
+            "decode_key": decoder(self._codec(settings, "key_deserializer")),
+            "max_poll_interval": settings["max_poll_interval"],
+            "commit_interval": settings["auto_commit_interval"],
+        }
+
+    def worker(
+        self,
+        handler: Callable[[Message], Any],
+        *topics: str,
+        group: str,
+        concurrency: int = 1,
+        retry: Retry | None = None,
+        dead_letter: str | None = None,
+        shutdown_timeout: float = 30.0,
+        **options: Any,
+    ) -> Worker:
+        """A ``Worker`` running ``handler(message)`` over ``topics`` in ``group``: up to
+        ``concurrency`` partitions at once, failures retried as ``retry`` says, then
+        sent to ``dead_letter`` (a topic name; ``{topic}`` is replaced by the
+        message's), stopping within ``shutdown_timeout`` seconds. Other ``options`` are
+        consumer options (``auto_commit`` excepted: the worker commits). Call
+        ``run()`` on it."""
+        parts = self._worker_parts(
+            "sync", handler, topics, group, concurrency, retry, dead_letter,
+            shutdown_timeout, options,
+        )  # fmt: skip
+        return Worker(self, handler, **parts)
+
+    def async_worker(
+        self,
+        handler: Callable[[Message], Awaitable[Any]],
+        *topics: str,
+        group: str,
+        concurrency: int = 1,
+        retry: Retry | None = None,
+        dead_letter: str | None = None,
+        shutdown_timeout: float = 30.0,
+        **options: Any,
+    ) -> AsyncWorker:
+        """``worker`` for asyncio: an ``AsyncWorker`` awaiting ``handler(message)``, up to
+        ``concurrency`` tasks at once. ``await`` its ``run()``."""
+        parts = self._worker_parts(
+            "async", handler, topics, group, concurrency, retry, dead_letter,
+            shutdown_timeout, options,
+        )  # fmt: skip
+        return AsyncWorker(self, handler, **parts)
 
     # -- health -----------------------------------------------------------------------------
 

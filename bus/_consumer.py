@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import threading
 import time
-from collections.abc import AsyncIterator, Collection, Iterator, Mapping
+from collections.abc import AsyncIterator, Callable, Collection, Iterator, Mapping
 from typing import Any
 
 from bus._checks import (
@@ -145,6 +145,30 @@ class _ConsumerCore:
         if positions:
             self._driver.give_back(positions)
         held.drop(keys)
+
+    def _wakeup(self) -> None:
+        """For the worker, from any thread: the poll at hand returns early."""
+        self._driver.wakeup()
+
+    def _worker_owned(self) -> Callable[[Message], None] | None:
+        """For the worker, which polls ahead of its handlers: asking for more no longer
+        makes what was handed out processed; it calls what this returns (``None``
+        without interceptors) for each message handled."""
+        if self._unprocessed is None:
+            return None
+        self._unprocessed.external = True
+        return self._unprocessed.processed_one
+
+    def _pause(self, partitions: Collection[TopicPartition]) -> None:
+        """For the worker: stop fetching from ``partitions`` (capability ``pause``);
+        what is held of them is still handed out."""
+        self._ensure_open()
+        self._driver.pause(frozenset(partitions))
+
+    def _resume(self, partitions: Collection[TopicPartition]) -> None:
+        """For the worker: fetch again from paused ``partitions``."""
+        self._ensure_open()
+        self._driver.resume(frozenset(partitions))
 
     def _check_seek(self, topic: Any, partition: Any, offset: Any) -> tuple[str, int, int]:
         if not self._can_seek:

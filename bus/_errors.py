@@ -111,3 +111,14 @@ class TimeoutError(BusError, builtins.TimeoutError):
     def __init__(self, *args: object, maybe_written: bool = False) -> None:
         super().__init__(*args)
         self.maybe_written = maybe_written
+
+
+class HandlerError(BusError):
+    """A worker's handler failed on ``message`` and the worker could not count it as
+    processed: there was no dead-letter topic, or sending it there failed. The worker
+    stopped after committing what was processed before; the handler's exception (or
+    the dead-letter send's) is ``__cause__``. ``message`` is the message as fetched."""
+
+    def __init__(self, text: str, *, message: Message | None = None) -> None:
+        super().__init__(text)
+        self.message = message

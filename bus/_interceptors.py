@@ -151,12 +151,15 @@ class Unprocessed:
     processed yet, and the positions processed since: when to call ``on_processed``
     and what ``on_commit`` reports. Used from the consumer's thread (or task)."""
 
-    __slots__ = ("chain", "pending", "positions")
+    __slots__ = ("chain", "external", "pending", "positions")
 
     def __init__(self, chain: Chain):
         self.chain = chain
         self.pending: list[Message] = []
         self.positions: dict[TopicPartition, int] = {}  # processed: the offset after
+        # Set by a worker, which polls ahead of its handlers: it says itself, through
+        # ``processed_one``, when a message is processed; asking for more says nothing.
+        self.external = False
 
     def _done(self, messages: list[Message]) -> None:
         for m in messages:
@@ -170,7 +173,12 @@ class Unprocessed:
         self._done(pending)
 
     def handed_out(self, messages: list[Message]) -> None:
-        self.pending.extend(messages)
+        if not self.external:
+            self.pending.extend(messages)
+
+    def processed_one(self, message: Message) -> None:
+        """A worker's handler is done with ``message`` (from the worker's threads)."""
+        self._done([message])
 
     def committed_all(self, assigned: frozenset[TopicPartition]) -> None:
         """``commit()`` succeeded: everything handed out is processed, and so committed."""

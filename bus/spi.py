@@ -136,6 +136,7 @@ CAPABILITIES: Mapping[str, str] = {
     "persistence": "messages outlive the process that wrote them",
     "cross_process": "other processes can read what this one writes",
     "idempotence": "a retried send is written once",
+    "pause": "a consumer can pause and resume fetching from assigned partitions",
     "transactions": "atomic writes across partitions",
 }
 
@@ -344,6 +345,20 @@ class ConsumerDriver(abc.ABC):
         called from the polling thread or from ``before_revoke``."""
         raise UnsupportedError(f"{type(self).__name__} cannot give messages back")
 
+    def pause(self, partitions: Collection[TopicPartition]) -> None:
+        """Optional (capability ``pause``): stop fetching from these assigned
+        partitions; a ``poll_batch`` returns none of their messages that were not
+        returned already, and the group membership is kept while it goes on being
+        polled. Positions and commits are unchanged. A partition not assigned is
+        ignored; a rebalance that takes a partition away forgets its pause (a partition
+        assigned again starts unpaused). Bookkeeping or a client call: no waiting."""
+        raise UnsupportedError(f"{type(self).__name__} cannot pause partitions")
+
+    def resume(self, partitions: Collection[TopicPartition]) -> None:
+        """Optional (capability ``pause``): fetch again from these paused partitions,
+        from where their returned messages end. Not paused or not assigned: ignored."""
+        raise UnsupportedError(f"{type(self).__name__} cannot resume partitions")
+
     @abc.abstractmethod
     def poll_batch(self, max_messages: int, timeout: float | None) -> list[Message]:
         """Up to ``max_messages`` messages, waiting at most ``timeout`` seconds
@@ -423,6 +438,14 @@ class AsyncConsumerDriver(abc.ABC):
     def give_back(self, positions: Mapping[TopicPartition, int]) -> None:
         """Optional: as ``ConsumerDriver.give_back``."""
         raise UnsupportedError(f"{type(self).__name__} cannot give messages back")
+
+    def pause(self, partitions: Collection[TopicPartition]) -> None:
+        """Optional: as ``ConsumerDriver.pause`` (synchronous, called on the loop)."""
+        raise UnsupportedError(f"{type(self).__name__} cannot pause partitions")
+
+    def resume(self, partitions: Collection[TopicPartition]) -> None:
+        """Optional: as ``ConsumerDriver.resume``."""
+        raise UnsupportedError(f"{type(self).__name__} cannot resume partitions")
 
     @abc.abstractmethod
     async def poll_batch(self, max_messages: int, timeout: float | None) -> list[Message]: ...

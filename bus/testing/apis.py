@@ -61,6 +61,16 @@ class BusAPI:
     def consumer(self, *topics: str, group: str | None = None, **options: Any) -> bus.Consumer:
         raise NotImplementedError
 
+    def worker(
+        self, handler: Callable[[bus.Message], Any], *topics: str, group: str, **options: Any
+    ) -> bus.Worker:
+        """A worker of ``Bus.worker``'s arguments, with the blocking ``Worker``'s ``run()``
+        and ``stop()`` (any thread). ``handler`` is a blocking function in both modes:
+        the ``[async]`` face awaits it in a thread of the loop's executor, so
+        handlers run at once as ``concurrency`` allows, as coroutines that wait on I/O
+        would."""
+        raise NotImplementedError
+
     def using(self, other: bus.Bus) -> BusAPI:
         raise NotImplementedError
 
@@ -82,6 +92,11 @@ class SyncAPI(BusAPI):
 
     def consumer(self, *topics: str, group: str | None = None, **options: Any) -> bus.Consumer:
         return self.bus.consumer(*topics, group=group, **options)
+
+    def worker(
+        self, handler: Callable[[bus.Message], Any], *topics: str, group: str, **options: Any
+    ) -> bus.Worker:
+        return self.bus.worker(handler, *topics, group=group, **options)
 
     def using(self, other: bus.Bus) -> BusAPI:
         return SyncAPI(other)
@@ -209,6 +224,24 @@ class _BlockingConsumer:
         return f"<blocking face of {self.client!r}>"
 
 
+class _BlockingWorker:
+    """An ``AsyncWorker`` behind the blocking ``Worker``'s methods: ``run()`` awaits it
+    on the loop (for up to ``CALL_DEADLINE``), ``stop()`` is its own (any thread)."""
+
+    def __init__(self, worker: bus.AsyncWorker, loop: _Loop):
+        self.worker = worker
+        self._call = loop.call
+
+    def run(self) -> None:
+        self._call(self.worker.run)
+
+    def stop(self) -> None:
+        self.worker.stop()
+
+    def __repr__(self) -> str:
+        return f"<blocking face of {self.worker!r}>"
+
+
 class AsyncAPI(BusAPI):
     """The asyncio API behind a blocking face: ``Bus.async_producer`` and
     ``Bus.async_consumer``, each made and used on a loop of this object's own."""
@@ -233,6 +266,15 @@ class AsyncAPI(BusAPI):
         face = _BlockingConsumer(client, self._loop)
         self._made.append(face)
         return cast(bus.Consumer, face)
+
+    def worker(
+        self, handler: Callable[[bus.Message], Any], *topics: str, group: str, **options: Any
+    ) -> bus.Worker:
+        async def awaited(message: bus.Message) -> Any:
+            return await asyncio.to_thread(handler, message)
+
+        made = self._loop.call(self.bus.async_worker, awaited, *topics, group=group, **options)
+        return cast(bus.Worker, _BlockingWorker(made, self._loop))
 
     def using(self, other: bus.Bus) -> BusAPI:
         api = AsyncAPI(other, self._loop)

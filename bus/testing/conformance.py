@@ -30,6 +30,7 @@ from bus.testing._conformance_hostile import *
 from bus.testing._conformance_interceptors import *
 from bus.testing._conformance_iteration import *
 from bus.testing._conformance_producing import *
+from bus.testing._conformance_workers import *
 
 __all__ = [
     "TestArguments",
@@ -60,4 +61,5 @@ __all__ = [
     "TestSeek",
     "TestSend",
     "TestSendBatch",
+    "TestWorkers",
 ]

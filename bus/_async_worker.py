@@ -1,0 +1,403 @@
+"""``AsyncWorker``: ``Worker``'s asyncio twin, handlers run as tasks of one loop."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import inspect
+import logging
+import signal
+import threading
+import time
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+import tenacity
+
+from bus._errors import BusError, HandlerError
+from bus._message import Message, TopicPartition
+from bus._work import (
+    POLL_BATCH,
+    POLL_WAIT,
+    Interrupted,
+    Lane,
+    Lanes,
+    Retry,
+    dead_letter_message,
+    decoding,
+    handler_error,
+    replaying,
+)
+
+if TYPE_CHECKING:
+    from bus._bus import Bus
+    from bus._consumer import AsyncConsumer
+    from bus._producer import AsyncProducer
+
+LOGGER = logging.getLogger("bus.worker")
+
+_SIGNALS = (signal.SIGTERM, signal.SIGINT)
+
+
+class AsyncWorker:
+    """``Worker`` for asyncio: ``await handler(message)`` for every message of
+    ``topics`` as a member of ``group``; made by ``Bus.async_worker``.
+
+    The same contract as ``Worker`` (at-least-once, order within a partition, only
+    the contiguous processed prefix committed, retry, dead letters, the stop), with
+    handlers run as up to ``concurrency`` tasks on the loop that awaits ``run()``.
+    ``stop()`` may be called from any task or thread. SIGTERM and SIGINT stop it when
+    the loop runs in the main thread. Handlers still running after
+    ``shutdown_timeout`` are cancelled; their messages are not committed.
+    """
+
+    def __init__(
+        self,
+        bus_: Bus,
+        handler: Callable[[Message], Any],
+        topics: tuple[str, ...],
+        group: str,
+        *,
+        concurrency: int,
+        retry: Retry | None,
+        dead_letter: str | None,
+        shutdown_timeout: float,
+        options: dict[str, Any],
+        decode_value: Any,
+        decode_key: Any,
+        max_poll_interval: float,
+        commit_interval: float,
+    ):
+        self._bus = bus_
+        self._handler = handler
+        self.topics = topics
+        self.group = group
+        self.concurrency = concurrency
+        self._retry = retry
+        self._dead_letter = dead_letter
+        self._shutdown_timeout = shutdown_timeout
+        self._options = options
+        self._decode = decoding(decode_value, decode_key)
+        self._policy = None if retry is None else retry.policy(max_poll_interval / 2)
+        self._commit_interval = commit_interval
+        self._lanes = Lanes()
+        self._stopping = False
+        self._started = False
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._stop: asyncio.Event | None = None  # made on the loop, by run()
+        self._changed: asyncio.Condition | None = None
+        self._failure: tuple[Message, BaseException] | None = None
+        self._consumer: AsyncConsumer | None = None
+        self._producer: AsyncProducer | None = None
+        self._processed: Callable[[Message], None] | None = None
+        self._on_revoke = options.pop("on_revoke", None)
+        self._runners: list[asyncio.Task[None]] = []
+        self._lock = threading.Lock()
+        self._tasks: set[asyncio.Future[None]] = set()
+
+    # -- control ------------------------------------------------------------------------------
+
+    def stop(self) -> None:
+        """Stop the worker: from any task or thread. Returns at once; ``run()`` drains
+        and returns. Idempotent."""
+        with self._lock:
+            self._stopping = True
+            loop = self._loop
+        if loop is None or loop.is_closed():
+            return
+        try:
+            running = asyncio.get_running_loop()
+        except RuntimeError:
+            running = None
+        if running is loop:
+            self._wake()
+        else:
+            loop.call_soon_threadsafe(self._wake)
+
+    def _wake(self) -> None:
+        if self._stop is not None:
+            self._stop.set()
+        if self._consumer is not None:
+            self._consumer._wakeup()
+        if self._changed is not None:
+            task = asyncio.ensure_future(self._notify())
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
+
+    async def _notify(self) -> None:
+        assert self._changed is not None
+        async with self._changed:
+            self._changed.notify_all()
+
+    def _fail(self, raw: Message, error: BaseException) -> None:
+        if self._failure is None:
+            self._failure = (raw, error)
+        self.stop()
+
+    # -- run ----------------------------------------------------------------------------------
+
+    async def run(self) -> None:
+        """Fetch and handle until stopped; see the class. Raises ``bus.HandlerError``
+        when a message could not be counted as processed."""
+        with self._lock:
+            if self._started:
+                raise RuntimeError("a worker runs once; make another with Bus.async_worker")
+            self._started = True
+            self._loop = asyncio.get_running_loop()
+            self._stop = asyncio.Event()
+            self._changed = asyncio.Condition()
+            if self._stopping:
+                self._stop.set()
+        restore = self._catch_signals()
+        try:
+            await self._run()
+        finally:
+            restore()
+        if self._failure is not None:
+            raw, error = self._failure
+            if isinstance(error, HandlerError) or not isinstance(error, Exception):
+                raise error
+            raise handler_error(raw, error, dead_letter=None) from error
+
+    async def _run(self) -> None:
+        consumer = self._bus.async_consumer(
+            *self.topics,
+            group=self.group,
+            on_revoke=self._revoked,
+            deserializer=None,
+            key_deserializer=None,
+            auto_commit=False,
+            **self._options,
+        )
+        self._consumer = consumer
+        try:
+            self._processed = consumer._worker_owned()
+            if self._dead_letter is not None:
+                self._producer = self._bus.async_producer(serializer=None, key_serializer=None)
+            if self._stopping:
+                return
+            self._runners = [asyncio.ensure_future(self._runner()) for _ in range(self.concurrency)]
+            await self._fetch(consumer)
+            await self._drain()
+            await self._commit(consumer)
+        finally:
+            try:
+                if self._producer is not None:
+                    await self._producer.close(self._shutdown_timeout)
+            finally:
+                await consumer.close()
+
+    async def _fetch(self, consumer: AsyncConsumer) -> None:
+        lanes, changed = self._lanes, self._changed
+        assert changed is not None
+        can_pause = "pause" in self._bus.capabilities
+        commit_at = time.monotonic() + self._commit_interval
+        while not self._stopping:
+            if not can_pause and lanes.full(self.concurrency):
+                async with changed:  # nothing to pause with: wait for the runners
+                    with contextlib.suppress(asyncio.TimeoutError):
+                        await asyncio.wait_for(
+                            changed.wait_for(
+                                lambda: self._stopping or not lanes.full(self.concurrency)
+                            ),
+                            POLL_WAIT,
+                        )
+            batch = await consumer.poll_batch(POLL_BATCH, timeout=POLL_WAIT)
+            if batch:
+                lanes.add(batch)
+                async with changed:
+                    changed.notify_all()
+            if can_pause:
+                paused, resumed = lanes.to_pause(), lanes.to_resume()
+                if paused:
+                    consumer._pause(paused)
+                if resumed:
+                    consumer._resume(resumed)
+            if time.monotonic() >= commit_at:
+                await self._commit(consumer)
+                commit_at = time.monotonic() + self._commit_interval
+
+    async def _drain(self) -> None:
+        if not self._runners:
+            return
+        _, pending = await asyncio.wait(self._runners, timeout=self._shutdown_timeout)
+        if pending:
+            LOGGER.warning(
+                "worker of %s: %d handler(s) still running after shutdown_timeout "
+                "(%gs) are cancelled; their messages are not committed and will be read again",
+                ", ".join(self.topics),
+                len(pending),
+                self._shutdown_timeout,
+            )
+            for task in pending:
+                task.cancel()
+            await asyncio.wait(pending)
+
+    async def _commit(self, consumer: AsyncConsumer, lanes: list[Lane] | None = None) -> None:
+        for message in self._lanes.to_commit(lanes):
+            try:
+                await consumer.commit(message)
+            except BusError as exc:  # read again after a restart: at-least-once holds
+                LOGGER.warning(
+                    "worker of %s: could not commit %s[%d]@%d: %s",
+                    ", ".join(self.topics),
+                    message.topic,
+                    message.partition,
+                    message.offset,
+                    exc,
+                )
+            else:
+                self._lanes.committed(message)
+
+    async def _revoked(self, partitions: set[TopicPartition]) -> None:
+        """``on_revoke``: as ``Worker``'s; the handlers of the revoked lanes at work get
+        ``shutdown_timeout`` to finish, then are left uncommitted."""
+        gone = self._lanes.revoke(partitions)
+        changed = self._changed
+        if gone and changed is not None:
+            async with changed:
+                with contextlib.suppress(asyncio.TimeoutError):
+                    await asyncio.wait_for(
+                        changed.wait_for(lambda: not any(lane.busy for lane in gone)),
+                        self._shutdown_timeout,
+                    )
+        if self._consumer is not None and gone:
+            await self._commit(self._consumer, gone)
+        if self._on_revoke is not None:
+            result = self._on_revoke(partitions)
+            if inspect.isawaitable(result):
+                await result
+
+    # -- runners ------------------------------------------------------------------------------
+
+    async def _runner(self) -> None:
+        lanes, changed = self._lanes, self._changed
+        assert changed is not None
+        while True:
+            taken = lanes.take()
+            if taken is None:
+                async with changed:
+                    await changed.wait_for(lambda: self._stopping or lanes.has_ready())
+                if self._stopping:
+                    return
+                continue
+            if self._stopping:
+                lanes.release(taken[0])
+                return
+            lane, run = taken
+            try:
+                for raw in run:
+                    if self._stopping or lane.gone or not await self._handled(raw):
+                        break
+                    lane.done = raw
+                    if self._processed is not None:
+                        self._processed(raw)
+            finally:
+                lanes.release(lane)
+                async with changed:
+                    changed.notify_all()
+
+    async def _call(self, raw: Message) -> None:
+        message = raw if self._decode is None else self._decode(raw)
+        result = self._handler(message)
+        if inspect.isawaitable(result):
+            await result
+
+    async def _handled(self, raw: Message) -> bool:
+        try:
+            try:
+                await self._call(raw)
+                return True
+            except Exception as first:
+                error: Exception | None = first
+                if self._policy is not None:
+                    error = await self._retried(raw, first)
+                    if error is None:
+                        return True
+        except Interrupted:
+            return False
+        except asyncio.CancelledError:
+            raise
+        except BaseException as fatal:
+            self._fail(raw, fatal)
+            return False
+        assert error is not None
+        if self._dead_letter is None or self._producer is None:
+            self._fail(raw, error)
+            return False
+        try:
+            await self._send_dead_letter(raw, error)
+        except BusError as exc:
+            failure = handler_error(raw, exc, dead_letter=self._dead_letter)
+            failure.__cause__ = exc
+            self._fail(raw, failure)
+            return False
+        return True
+
+    async def _send_dead_letter(self, raw: Message, error: BaseException) -> None:
+        assert self._producer is not None and self._dead_letter is not None
+        m = dead_letter_message(self._dead_letter, raw, error)
+        await self._producer.send(m.topic, m.value, key=m.key, headers=m.headers)
+
+    async def _retried(self, raw: Message, first: Exception) -> Exception | None:
+        assert self._policy is not None
+
+        async def handle() -> None:
+            await self._call(raw)
+
+        call = replaying(first, handle)
+
+        async def attempt() -> None:
+            await call()
+
+        try:
+            await tenacity.AsyncRetrying(sleep=self._wait, **self._policy)(attempt)
+        except Interrupted:
+            raise
+        except Exception as last:
+            return last
+        return None
+
+    async def _wait(self, seconds: float) -> None:
+        assert self._stop is not None
+        try:
+            await asyncio.wait_for(self._stop.wait(), seconds)
+        except asyncio.TimeoutError:
+            return
+        raise Interrupted
+
+    # -- signals ------------------------------------------------------------------------------
+
+    def _catch_signals(self) -> Callable[[], None]:
+        if threading.current_thread() is not threading.main_thread():
+            return lambda: None
+        loop = asyncio.get_running_loop()
+        caught = []
+        for s in _SIGNALS:
+            try:
+                loop.add_signal_handler(s, self._on_signal, s)
+            except (NotImplementedError, RuntimeError, ValueError):
+                continue  # a loop without signal support: stop() alone stops it
+            caught.append(s)
+
+        def restore() -> None:
+            for s in caught:
+                loop.remove_signal_handler(s)
+
+        return restore
+
+    def _on_signal(self, signum: int) -> None:
+        LOGGER.info(
+            "worker of %s: %s, stopping", ", ".join(self.topics), signal.Signals(signum).name
+        )
+        loop = asyncio.get_running_loop()
+        for s in _SIGNALS:  # a second signal does what it did before
+            loop.remove_signal_handler(s)
+        self.stop()
+
+    def __repr__(self) -> str:
+        state = "stopped" if self._stopping else ("running" if self._started else "new")
+        return (
+            f"<AsyncWorker topics={list(self.topics)} group={self.group!r} "
+            f"concurrency={self.concurrency} {state}>"
+        )
