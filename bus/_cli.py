@@ -40,6 +40,7 @@ import attrs
 
 import bus
 from bus._checks import INT32_MAX, RANGES, check_topic
+from bus._cli_run import load_handler, run_worker
 from bus._demo import run_demo
 from bus._errors import BusError, ConfigError
 from bus._format import format_delivery, format_message
@@ -231,6 +232,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_produce(command)
     _add_consume(command)
     _add_topics(command, url)
+    _add_run(command)
     _add_demo(command)
     _add_bench(command)
     return parser
@@ -768,6 +770,105 @@ async def _consume_asyncio(
         if args.group is not None and pace.count:
             await consumer.commit()  # what was printed is processed, the last batch too
     return pace.count
+
+
+# -- bus run --------------------------------------------------------------------------------
+
+
+def _add_run(command: Any) -> None:
+    p = command(
+        "run",
+        "run a handler over topics as a worker of a consumer group",
+        "Import HANDLER from MODULE (the current directory first, as 'python -m'\n"
+        "does) and run it as a worker over TOPICs in group G: handler(message) for\n"
+        "each message, returning means processed. A coroutine function runs as an\n"
+        "asyncio worker. A failure is retried --retries times with exponential\n"
+        "backoff, then sent to --dead-letter (a topic; {topic} is replaced by the\n"
+        "message's), else the worker stops, commits what was processed and exits 1.\n"
+        "SIGTERM or Ctrl-C stop it: no new message starts, handlers at work finish\n"
+        "within --shutdown-timeout, processed positions are committed, the group is\n"
+        "left, and it exits 0. A second signal stops it at once.",
+        "example: bus run billing:handle orders --group billing --concurrency 4 "
+        "--retries 3 --dead-letter '{topic}.DLT'",
+    )
+    p.add_argument(
+        "handler", metavar="MODULE:HANDLER", help="the handler, e.g. myapp.billing:handle"
+    )
+    p.add_argument("topics", nargs="+", type=_topic, metavar="TOPIC")
+    p.add_argument("--group", required=True, metavar="G", help="the consumer group to work in")
+    p.add_argument(
+        "--concurrency",
+        type=_integer(1, 1024),
+        default=1,
+        metavar="N",
+        help="handle up to N partitions at once (default: 1)",
+    )
+    p.add_argument(
+        "--retries",
+        type=_integer(0, 1000),
+        default=0,
+        metavar="N",
+        help="retry a failed message N times (default: 0)",
+    )
+    p.add_argument(
+        "--backoff",
+        type=_seconds,
+        default=0.2,
+        metavar="SECONDS",
+        help="wait before the first retry, doubled for each next one (default: 0.2)",
+    )
+    p.add_argument(
+        "--max-backoff",
+        type=_seconds,
+        default=5.0,
+        metavar="SECONDS",
+        help="longest wait between retries (default: 5)",
+    )
+    p.add_argument(
+        "--dead-letter", metavar="T", help="send messages that failed every retry to topic T"
+    )
+    p.add_argument(
+        "--shutdown-timeout",
+        type=_seconds,
+        default=30.0,
+        metavar="SECONDS",
+        help="how long handlers at work may take to finish once stopped (default: 30)",
+    )
+    p.add_argument(
+        "--from-beginning",
+        action="store_true",
+        help="start where the group committed nothing at the earliest offset; default: latest",
+    )
+    p.set_defaults(run=_run)
+
+
+def _run(args: argparse.Namespace) -> int:
+    handler = load_handler(args.handler)
+    retry = None
+    if args.retries:
+        retry = bus.Retry(
+            attempts=args.retries + 1,
+            backoff=args.backoff,
+            max_backoff=max(args.max_backoff, args.backoff),
+        )
+    with bus.connect(args.url) as b:
+        _warn(
+            f"bus run: {args.handler} over {', '.join(args.topics)} in group {args.group!r} "
+            f"on {b.url.redacted()}; SIGTERM or Ctrl-C stops it"
+        )
+        handled = run_worker(
+            b,
+            handler,
+            args.topics,
+            group=args.group,
+            concurrency=args.concurrency,
+            retry=retry,
+            dead_letter=args.dead_letter,
+            shutdown_timeout=args.shutdown_timeout,
+            offset_reset="earliest" if args.from_beginning else "latest",
+        )
+    _warn(f"bus run: stopped after {handled} message(s)")
+    return EXIT_OK
 
 
 # -- bus topics -----------------------------------------------------------------------------
