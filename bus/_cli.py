@@ -853,7 +853,7 @@ def _run(args: argparse.Namespace) -> int:
         )
     with bus.connect(args.url) as b:
         _warn(
-            f"bus run: {args.handler} over {', '.join(args.topics)} in group {args.group!r} "
+            f"running {args.handler} over {', '.join(args.topics)} in group {args.group!r} "
             f"on {b.url.redacted()}; SIGTERM or Ctrl-C stops it"
         )
         handled = run_worker(
@@ -867,7 +867,7 @@ def _run(args: argparse.Namespace) -> int:
             shutdown_timeout=args.shutdown_timeout,
             offset_reset="earliest" if args.from_beginning else "latest",
         )
-    _warn(f"bus run: stopped after {handled} message(s)")
+    _warn(f"stopped after {handled} message(s)")
     return EXIT_OK
 
 

@@ -106,8 +106,8 @@ def test_bus_run_handles_until_sigterm_then_exits_0_having_committed(
         assert process.wait(timeout=60) == 0
         err = process.stderr.read()  # type: ignore[union-attr]
         assert "Traceback" not in err
-        assert f"bus run: {handler} over {topic} in group {group!r}" in err
-        assert err.endswith(f"bus run: stopped after {len(sent)} message(s)\n")
+        assert f"bus: running {handler} over {topic} in group {group!r}" in err
+        assert err.endswith(f"bus: stopped after {len(sent)} message(s)\n")
     finally:
         process.kill()
         process.communicate()
