@@ -80,6 +80,7 @@ class AsyncWorker:
         self._decode = decoding(decode_value, decode_key)
         self._policy = None if retry is None else retry.policy(max_poll_interval / 2)
         self._commit_interval = commit_interval
+        self._keep_alive = max_poll_interval / 4  # as Worker's
         self._lanes = Lanes()
         self._stopping = False
         self._started = False
@@ -177,9 +178,13 @@ class AsyncWorker:
             if self._stopping:
                 return
             self._runners = [asyncio.ensure_future(self._runner()) for _ in range(self.concurrency)]
-            await self._fetch(consumer)
-            await self._drain()
-            await self._commit(consumer)
+            try:
+                await self._fetch(consumer)
+            finally:  # stopped, failed, or the poll raised: the runners stop too
+                self._stopping = True
+                await self._notify()
+                await self._drain()
+                await self._commit(consumer)
         finally:
             try:
                 if self._producer is not None:
@@ -191,10 +196,15 @@ class AsyncWorker:
         lanes, changed = self._lanes, self._changed
         assert changed is not None
         can_pause = "pause" in self._bus.capabilities
-        commit_at = time.monotonic() + self._commit_interval
+        clock = time.monotonic
+        commit_at = clock() + self._commit_interval
+        polled = clock()
         while not self._stopping:
+            if clock() >= commit_at:
+                await self._commit(consumer)
+                commit_at = clock() + self._commit_interval
             if not can_pause and lanes.full(self.concurrency):
-                async with changed:  # nothing to pause with: wait for the runners
+                async with changed:  # nothing to pause with: wait for the runners...
                     with contextlib.suppress(asyncio.TimeoutError):
                         await asyncio.wait_for(
                             changed.wait_for(
@@ -202,7 +212,10 @@ class AsyncWorker:
                             ),
                             POLL_WAIT,
                         )
+                if lanes.full(self.concurrency) and clock() - polled < self._keep_alive:
+                    continue  # ...polling only as often as the membership needs
             batch = await consumer.poll_batch(POLL_BATCH, timeout=POLL_WAIT)
+            polled = clock()
             if batch:
                 lanes.add(batch)
                 async with changed:
@@ -213,9 +226,6 @@ class AsyncWorker:
                     consumer._pause(paused)
                 if resumed:
                     consumer._resume(resumed)
-            if time.monotonic() >= commit_at:
-                await self._commit(consumer)
-                commit_at = time.monotonic() + self._commit_interval
 
     async def _drain(self) -> None:
         if not self._runners:

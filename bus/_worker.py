@@ -86,6 +86,8 @@ class Worker:
         self._decode = decoding(decode_value, decode_key)
         self._policy = None if retry is None else retry.policy(max_poll_interval / 2)
         self._commit_interval = commit_interval
+        # Without pause, a full worker still polls this often, so that it stays a member.
+        self._keep_alive = max_poll_interval / 4
         self._lanes = Lanes()
         self._cond = threading.Condition()
         self._stop = threading.Event()
@@ -160,9 +162,14 @@ class Worker:
             ]
             for thread in self._runners:
                 thread.start()
-            self._fetch(consumer)
-            self._drain()
-            self._commit(consumer)
+            try:
+                self._fetch(consumer)
+            finally:  # stopped, failed, or the poll raised: the runners stop too
+                self._stop.set()
+                with self._cond:
+                    self._cond.notify_all()
+                self._drain()
+                self._commit(consumer)
         finally:
             try:
                 if self._producer is not None:
@@ -174,15 +181,23 @@ class Worker:
         """Poll, queue, pause, resume and commit until stopped."""
         lanes, cond = self._lanes, self._cond
         can_pause = "pause" in self._bus.capabilities
-        commit_at = time.monotonic() + self._commit_interval
+        clock = time.monotonic
+        commit_at = clock() + self._commit_interval
+        polled = clock()
         while not self._stop.is_set():
+            if clock() >= commit_at:
+                self._commit(consumer)
+                commit_at = clock() + self._commit_interval
             if not can_pause:
-                with cond:  # nothing to pause with: wait for the runners to catch up
-                    cond.wait_for(
+                with cond:  # nothing to pause with: wait for the runners to catch up...
+                    full = cond.wait_for(
                         lambda: self._stop.is_set() or not lanes.full(self.concurrency),
                         timeout=POLL_WAIT,
                     )
+                if not full and clock() - polled < self._keep_alive:
+                    continue  # ...polling only as often as the membership needs
             batch = consumer.poll_batch(POLL_BATCH, timeout=POLL_WAIT)
+            polled = clock()
             with cond:
                 if batch:
                     lanes.add(batch)
@@ -193,9 +208,6 @@ class Worker:
                 consumer._pause(paused)
             if resumed:
                 consumer._resume(resumed)
-            if time.monotonic() >= commit_at:
-                self._commit(consumer)
-                commit_at = time.monotonic() + self._commit_interval
 
     def _drain(self) -> None:
         """Wait, within ``shutdown_timeout``, for the runners to put down their messages."""

@@ -276,3 +276,62 @@ def test_a_signal_stops_an_async_worker_run_in_the_main_thread(b: bus.Bus, signu
     asyncio.run(asyncio.wait_for(main(), 60))
     sender.join(30)
     assert signal.getsignal(signum) is before
+
+
+# -- without pause, and when the transport goes away ---------------------------------------
+
+
+def test_without_pause_a_worker_stops_fetching_while_its_handler_is_behind(b: bus.Bus) -> None:
+    from bus._work import HIGH_WATER, POLL_BATCH
+
+    b.capabilities = b.capabilities - {"pause"}  # as a backend that cannot pause
+    with b.producer() as producer:
+        producer.send_batch([bus.Message("orders", b"%d" % i, partition=0) for i in range(5000)])
+    release = threading.Event()
+    handled: list[int] = []
+
+    def slow_start(message: bus.Message) -> None:
+        release.wait(30)
+        handled.append(message.offset or 0)
+        if len(handled) == 5000:
+            worker.stop()
+
+    worker = b.worker(slow_start, "orders", group="g", offset_reset="earliest")
+    thread = threading.Thread(target=worker.run, daemon=True)
+    thread.start()
+    try:
+        deadline = time.monotonic() + 30
+        while worker._lanes.waiting < HIGH_WATER and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert worker._lanes.waiting >= HIGH_WATER
+        quiet = time.monotonic() + 0.5  # several fetch turns, none of which polls
+        while time.monotonic() < quiet:
+            assert worker._lanes.waiting < HIGH_WATER + POLL_BATCH
+            time.sleep(0.01)
+    finally:
+        release.set()
+    thread.join(60)
+    assert handled == list(range(5000))
+
+
+def test_a_worker_whose_bus_closes_raises_and_leaves_no_thread_behind(b: bus.Bus) -> None:
+    with b.producer() as producer:
+        producer.send("orders", b"one", partition=0)
+    seen = threading.Event()
+    errors: list[BaseException] = []
+    worker = b.worker(lambda m: seen.set(), "orders", group="g", offset_reset="earliest")
+
+    def run() -> None:
+        try:
+            worker.run()
+        except BaseException as exc:
+            errors.append(exc)
+
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+    assert seen.wait(30)
+    b.close()
+    thread.join(30)
+    assert not thread.is_alive()
+    assert [type(e) for e in errors] == [bus.ClosedError]
+    assert not [t for t in threading.enumerate() if t.name.startswith("bus-worker-")]
