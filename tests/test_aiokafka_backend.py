@@ -6,6 +6,8 @@ from __future__ import annotations
 import asyncio
 import time
 import uuid
+from collections.abc import Callable
+from typing import Any
 
 import pytest
 
@@ -240,3 +242,166 @@ def test_small_messages_that_add_up_past_the_topic_limit_are_all_written(url: st
                 return seen
 
     assert asyncio.run(main()) == payloads + payloads
+
+
+# -- pause and resume ---------------------------------------------------------------------
+
+
+async def _poll_until(
+    consumer: bus.AsyncConsumer,
+    done: Callable[[list[bus.Message]], bool],
+    timeout: float = 30.0,
+    max_messages: int = 100,
+) -> list[bus.Message]:
+    """Poll until ``done(seen)`` or ``timeout`` seconds have passed; what came."""
+    seen: list[bus.Message] = []
+    deadline = time.monotonic() + timeout
+    while not done(seen) and time.monotonic() < deadline:
+        seen += await consumer.poll_batch(max_messages, timeout=0.1)
+    return seen
+
+
+def _values(messages: list[bus.Message], partition: int) -> list[bytes]:
+    return [m.value for m in messages if m.partition == partition]
+
+
+def _sent(partition: int, count: int) -> list[bytes]:
+    return [b"%d-%d" % (partition, i) for i in range(count)]
+
+
+def test_a_paused_partition_gives_nothing_new_until_resumed_then_everything_once(
+    url: str,
+) -> None:
+    """Partition 0 is paused with records in aiokafka's fetch buffer, partition 1 with
+    records the consumer held and gave back; partition 2 goes on meanwhile."""
+    topic = _topic()
+    tp = [bus.TopicPartition(topic, p) for p in range(3)]
+
+    async def main() -> tuple[list[bus.Message], list[bus.Message]]:
+        async with bus.connect(url) as b:
+            b.create_topic(topic, partitions=3)
+            async with b.async_producer() as producer:
+                await producer.send_batch(
+                    [bus.Message(topic, v, partition=p) for p in range(3) for v in _sent(p, 50)]
+                )
+                consumer = b.async_consumer(topic, group=f"g-{topic}", offset_reset="earliest")
+                async with consumer:
+                    # A few records: aiokafka's fetch buffer holds more.
+                    before = await _poll_until(consumer, bool, timeout=60, max_messages=5)
+                    consumer._pause({tp[0]})
+                    async for message in consumer:  # the rest of each batch is held
+                        before.append(message)
+                        if message.partition == 1:
+                            break  # with, most likely, more of partition 1 held
+                    consumer._pause({tp[1]})
+                    await consumer.commit()  # the held rest goes back to the driver
+                    await producer.send_batch(
+                        [
+                            bus.Message(topic, b"%d-%d" % (p, i), partition=p)
+                            for p in range(3)
+                            for i in range(50, 60)
+                        ]
+                    )
+                    before += await _poll_until(
+                        consumer, lambda seen: len(_values(before + seen, 2)) >= 60
+                    )
+                    consumer._resume({tp[0], tp[1]})
+                    after = await _poll_until(
+                        consumer,
+                        lambda seen: all(len(_values(before + seen, p)) >= 60 for p in (0, 1)),
+                    )
+                    assert await consumer.poll(timeout=1.0) is None  # and nothing twice
+                    return before, after
+
+    before, after = asyncio.run(main())
+    assert _values(before, 2) == _sent(2, 60)
+    for p in (0, 1):  # what came of them before their pause, nothing after
+        handed_out = _values(before, p)
+        assert handed_out == _sent(p, len(handed_out)) and len(handed_out) < 50
+    assert _values(before + after, 0) == _sent(0, 60)
+    assert _values(before + after, 1) == _sent(1, 60)
+    assert _values(after, 2) == []
+
+
+def test_a_paused_consumer_stays_in_its_group_past_its_timeouts_and_commits(url: str) -> None:
+    topic = _topic()
+    group = f"g-{topic}"
+    revoked: list[set[bus.TopicPartition]] = []
+    options: dict[str, Any] = {
+        "offset_reset": "earliest",
+        "auto_commit": False,
+        "session_timeout": 1.0,
+        "heartbeat_interval": 0.2,
+        "max_poll_interval": 1.0,
+        "on_revoke": revoked.append,
+    }
+
+    async def main() -> list[bytes]:
+        async with bus.connect(url) as b:
+            b.create_topic(topic, partitions=2)
+            async with b.async_producer() as producer:
+                await producer.send(topic, b"first", partition=0)
+                async with b.async_consumer(topic, group=group, **options) as consumer:
+                    seen = await _poll_until(consumer, bool, timeout=60)
+                    assert [m.value for m in seen] == [b"first"]
+                    everything = consumer.assignment()
+                    assert len(everything) == 2
+                    consumer._pause(everything)
+                    await producer.send(topic, b"later", partition=0)
+                    until = time.monotonic() + 3 * options["max_poll_interval"]
+                    while time.monotonic() < until:  # paused for longer than both timeouts
+                        assert await consumer.poll(timeout=0.1) is None
+                    assert consumer.assignment() == everything
+                    assert not revoked, f"the group took {revoked} away from a paused member"
+                    await consumer.commit()  # "first", which the polls since made processed
+                async with b.async_consumer(topic, group=group, **options) as again:
+                    return [m.value for m in await _poll_until(again, bool, timeout=60)]
+
+    assert asyncio.run(main()) == [b"later"]  # the commit held
+
+
+def test_a_paused_partition_taken_away_and_given_back_starts_unpaused(url: str) -> None:
+    topic = _topic()
+    group = f"g-{topic}"
+    options: dict[str, Any] = {
+        "offset_reset": "earliest",
+        "session_timeout": 6.0,
+        "heartbeat_interval": 0.5,
+    }
+
+    async def main() -> None:
+        async with bus.connect(url) as b:
+            b.create_topic(topic, partitions=2)
+            async with b.async_producer() as producer:
+                first = b.async_consumer(topic, group=group, **options)
+                async with first:
+                    await _poll_until(first, lambda seen: len(first.assignment()) == 2, 60)
+                    everything = first.assignment()
+                    first._pause(everything)
+                    second = b.async_consumer(topic, group=group, **options)
+                    deadline = time.monotonic() + 60
+                    while time.monotonic() < deadline:
+                        await asyncio.gather(first.poll(timeout=0.1), second.poll(timeout=0.1))
+                        if len(first.assignment()) == 1 and len(second.assignment()) == 1:
+                            break
+                    (kept,) = first.assignment()
+                    (moved,) = everything - {kept}
+                    await second.close()
+                    await _poll_until(first, lambda seen: first.assignment() == everything, 60)
+                    assert first.assignment() == everything
+                    await producer.send(topic, b"kept", partition=kept.partition)
+                    await producer.send(topic, b"moved", partition=moved.partition)
+                    # aiokafka's rebalances are eager: each took every partition away
+                    # (on_revoke said so), so none of them is paused any more.
+                    seen = await _poll_until(first, lambda seen: len(seen) >= 2)
+                    assert sorted(m.value for m in seen) == [b"kept", b"moved"]
+                    first._pause({kept})  # and a pause of the new assignment holds
+                    await producer.send(topic, b"kept again", partition=kept.partition)
+                    await producer.send(topic, b"moved again", partition=moved.partition)
+                    seen = await _poll_until(first, bool)
+                    assert [m.value for m in seen] == [b"moved again"]
+                    assert await first.poll(timeout=1.0) is None
+                    first._resume({kept})
+                    assert [m.value for m in await _poll_until(first, bool)] == [b"kept again"]
+
+    asyncio.run(main())

@@ -9,6 +9,8 @@ import socket
 import threading
 import time
 import uuid
+from collections.abc import Callable
+from typing import Any
 
 import pytest
 
@@ -249,3 +251,143 @@ def test_ping_raises_within_its_timeout_when_no_broker_answers(scheme: str) -> N
         with pytest.raises(bus.BusError):
             asyncio.run(b.aping(timeout=1.0))
         assert time.monotonic() - started < 1.0 + 3.0
+
+
+# -- pause and resume ---------------------------------------------------------------------
+
+
+def _poll_until(
+    consumer: bus.Consumer,
+    done: Callable[[list[bus.Message]], bool],
+    timeout: float = 30.0,
+    max_messages: int = 100,
+) -> list[bus.Message]:
+    """Poll until ``done(seen)`` or ``timeout`` seconds have passed; what came."""
+    seen: list[bus.Message] = []
+    deadline = time.monotonic() + timeout
+    while not done(seen) and time.monotonic() < deadline:
+        seen += consumer.poll_batch(max_messages, timeout=0.1)
+    return seen
+
+
+def _values(messages: list[bus.Message], partition: int) -> list[bytes]:
+    return [m.value for m in messages if m.partition == partition]
+
+
+def test_a_paused_partition_gives_nothing_new_until_resumed_then_everything_once(
+    url: str,
+) -> None:
+    """Partition 0 is paused with records in librdkafka's queues, partition 1 with
+    records the consumer held and gave back; partition 2 goes on meanwhile."""
+    topic = _topic()
+    tp = [bus.TopicPartition(topic, p) for p in range(3)]
+
+    def sent(partition: int, count: int) -> list[bytes]:
+        return [b"%d-%d" % (partition, i) for i in range(count)]
+
+    with bus.connect(url) as b:
+        b.create_topic(topic, partitions=3)
+        producer = b.producer()
+        for i in range(50):
+            for p in range(3):
+                producer.enqueue(topic, b"%d-%d" % (p, i), partition=p)
+        producer.flush(timeout=30)
+        with b.consumer(topic, group=f"g-{topic}", offset_reset="earliest") as consumer:
+            # A few records: librdkafka's queues hold more, fetched ahead.
+            before = _poll_until(consumer, bool, timeout=60, max_messages=5)
+            consumer._pause({tp[0]})
+            for message in consumer:  # the rest of each batch is held
+                before.append(message)
+                if message.partition == 1:
+                    break  # with, most likely, more of partition 1 held
+            consumer._pause({tp[1]})
+            consumer.commit()  # the held rest goes back to the driver
+            for i in range(50, 60):
+                for p in range(3):
+                    producer.send(topic, b"%d-%d" % (p, i), partition=p)
+            before += _poll_until(consumer, lambda seen: len(_values(before + seen, 2)) >= 60)
+            assert _values(before, 2) == sent(2, 60)
+            for p in (0, 1):  # what came of them before their pause, nothing after
+                handed_out = _values(before, p)
+                assert handed_out == sent(p, len(handed_out)) and len(handed_out) < 50
+
+            consumer._resume({tp[0], tp[1]})
+            after = _poll_until(
+                consumer, lambda seen: all(len(_values(before + seen, p)) >= 60 for p in (0, 1))
+            )
+            assert _values(before + after, 0) == sent(0, 60)
+            assert _values(before + after, 1) == sent(1, 60)
+            assert _values(after, 2) == []
+            assert consumer.poll(timeout=1.0) is None  # and nothing twice
+        producer.close()
+
+
+def test_a_paused_consumer_stays_in_its_group_past_its_timeouts_and_commits(url: str) -> None:
+    topic = _topic()
+    group = f"g-{topic}"
+    revoked: list[set[bus.TopicPartition]] = []
+    options: dict[str, Any] = {
+        "offset_reset": "earliest",
+        "auto_commit": False,
+        "session_timeout": 1.0,
+        "heartbeat_interval": 0.2,
+        "max_poll_interval": 1.0,
+        "on_revoke": revoked.append,
+    }
+    with bus.connect(url) as b:
+        b.create_topic(topic, partitions=2)
+        producer = b.producer()
+        producer.send(topic, b"first", partition=0)
+        with b.consumer(topic, group=group, **options) as consumer:
+            assert [m.value for m in _poll_until(consumer, bool, timeout=60)] == [b"first"]
+            everything = consumer.assignment()
+            assert len(everything) == 2
+            consumer._pause(everything)
+            producer.send(topic, b"later", partition=0)
+            until = time.monotonic() + 3 * options["max_poll_interval"]
+            while time.monotonic() < until:  # paused for longer than both timeouts
+                assert consumer.poll(timeout=0.1) is None
+            assert consumer.assignment() == everything
+            assert not revoked, f"the group took {revoked} away from a paused member"
+            consumer.commit()  # "first", which the polls since made processed
+        with b.consumer(topic, group=group, **options) as again:
+            seen = _poll_until(again, bool, timeout=60)
+            assert [m.value for m in seen] == [b"later"]  # the commit held
+        producer.close()
+
+
+def test_a_paused_partition_taken_away_and_given_back_starts_unpaused(url: str) -> None:
+    topic = _topic()
+    group = f"g-{topic}"
+    options: dict[str, Any] = {
+        "offset_reset": "earliest",
+        "session_timeout": 6.0,
+        "heartbeat_interval": 0.5,
+    }
+    with bus.connect(url) as b:
+        b.create_topic(topic, partitions=2)
+        producer = b.producer()
+        with b.consumer(topic, group=group, **options) as first:
+            _poll_until(first, lambda seen: len(first.assignment()) == 2, timeout=60)
+            everything = first.assignment()
+            first._pause(everything)
+            second = b.consumer(topic, group=group, **options)
+            deadline = time.monotonic() + 60
+            while time.monotonic() < deadline:
+                first.poll(timeout=0.05)
+                second.poll(timeout=0.05)
+                if len(first.assignment()) == 1 and len(second.assignment()) == 1:
+                    break
+            (kept,) = first.assignment()
+            (moved,) = everything - {kept}
+            second.close()  # leaves the group: moved comes back to first
+            _poll_until(first, lambda seen: first.assignment() == everything, timeout=60)
+            assert first.assignment() == everything
+            producer.send(topic, b"kept", partition=kept.partition)
+            producer.send(topic, b"moved", partition=moved.partition)
+            seen = _poll_until(first, bool)
+            assert [m.value for m in seen] == [b"moved"]  # kept stays paused
+            assert first.poll(timeout=1.0) is None
+            first._resume({kept})
+            assert [m.value for m in _poll_until(first, bool)] == [b"kept"]
+        producer.close()

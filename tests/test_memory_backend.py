@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
+import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from typing import Any
 
 import pytest
 
@@ -132,3 +135,122 @@ def test_a_deserializer_error_hands_over_the_whole_batch_undecoded(b: bus.Bus) -
             b"BAD" if i == 5 else str(i).encode() for i in range(10)
         ]
         assert [m.offset for m in caught.value.messages] == list(range(10))
+
+
+# -- pause and resume ---------------------------------------------------------------------
+
+
+def _poll_until(
+    consumer: bus.Consumer, done: Callable[[list[bus.Message]], bool], timeout: float = 5.0
+) -> list[bus.Message]:
+    """Poll until ``done(seen)`` or ``timeout`` seconds have passed; what came."""
+    seen: list[bus.Message] = []
+    deadline = time.monotonic() + timeout
+    while not done(seen) and time.monotonic() < deadline:
+        seen += consumer.poll_batch(100, timeout=0.05)
+    return seen
+
+
+def _values(messages: list[bus.Message], partition: int) -> list[bytes]:
+    return [m.value for m in messages if m.partition == partition]
+
+
+def test_a_paused_partition_gives_nothing_new_until_resumed_then_everything_once(
+    b: bus.Bus,
+) -> None:
+    b.create_topic("t", partitions=2)
+    producer = b.producer()
+    for i in range(3):
+        producer.send("t", b"a%d" % i, partition=0)
+        producer.send("t", b"b%d" % i, partition=1)
+    with b.consumer("t", group="g", offset_reset="earliest") as consumer:
+        first = next(iter(consumer))  # the rest of the batch is held by the consumer
+        consumer._pause({bus.TopicPartition("t", 0)})
+        consumer.commit()  # the held rest goes back to the driver, partition 0's too
+        for i in range(3, 6):
+            producer.send("t", b"a%d" % i, partition=0)
+            producer.send("t", b"b%d" % i, partition=1)
+        before = [first]
+        before += _poll_until(consumer, lambda seen: len(_values(before + seen, 1)) == 6)
+        assert _values(before, 1) == [b"b%d" % i for i in range(6)]
+        assert _values(before, 0) == _values([first], 0)  # nothing more of partition 0
+        assert consumer.assignment() == {bus.TopicPartition("t", p) for p in (0, 1)}
+
+        consumer._resume({bus.TopicPartition("t", 0)})
+        after = _poll_until(consumer, lambda seen: len(_values(before + seen, 0)) == 6)
+        assert _values(before + after, 0) == [b"a%d" % i for i in range(6)]
+        assert _values(after, 1) == []
+        assert consumer.poll(timeout=0.1) is None  # and nothing twice
+
+
+def test_a_paused_consumer_stays_in_its_group_and_commits(b: bus.Bus) -> None:
+    b.create_topic("t", partitions=2)
+    producer = b.producer()
+    producer.send("t", b"first", partition=0)
+    revoked: list[set[bus.TopicPartition]] = []
+    options: dict[str, Any] = {
+        "offset_reset": "earliest",
+        "auto_commit": False,
+        "session_timeout": 0.3,
+        "heartbeat_interval": 0.1,
+        "max_poll_interval": 0.3,
+        "on_revoke": revoked.append,
+    }
+    everything = {bus.TopicPartition("t", p) for p in (0, 1)}
+    with b.consumer("t", group="g", **options) as consumer:
+        assert [m.value for m in _poll_until(consumer, bool)] == [b"first"]
+        consumer._pause(everything)
+        producer.send("t", b"later", partition=0)
+        until = time.monotonic() + 3 * options["session_timeout"]
+        while time.monotonic() < until:  # paused for longer than the session timeout
+            assert consumer.poll(timeout=0.05) is None
+        assert consumer.assignment() == everything
+        assert not revoked
+        consumer.commit()  # "first", which the polls since made processed
+    with b.consumer("t", group="g", **options) as again:
+        assert [m.value for m in _poll_until(again, bool)] == [b"later"]  # the commit held
+
+
+def test_a_paused_partition_taken_away_and_given_back_starts_unpaused(b: bus.Bus) -> None:
+    b.create_topic("t", partitions=2)
+    producer = b.producer()
+    everything = {bus.TopicPartition("t", p) for p in (0, 1)}
+    with b.consumer("t", group="g", offset_reset="earliest") as first:
+        _poll_until(first, lambda seen: first.assignment() == everything)
+        first._pause(everything)
+        second = b.consumer("t", group="g", offset_reset="earliest")
+        deadline = time.monotonic() + 5
+        while len(first.assignment()) != 1 and time.monotonic() < deadline:
+            first.poll(timeout=0.01)
+            second.poll(timeout=0.01)
+        (kept,) = first.assignment()
+        (moved,) = everything - {kept}
+        second.close()
+        _poll_until(first, lambda seen: first.assignment() == everything)
+        producer.send("t", b"kept", partition=kept.partition)
+        producer.send("t", b"moved", partition=moved.partition)
+        seen = _poll_until(first, bool)
+        assert [m.value for m in seen] == [b"moved"]  # the kept partition stays paused
+        first._resume({kept})
+        assert [m.value for m in _poll_until(first, bool)] == [b"kept"]
+
+
+def test_an_async_consumer_pauses_and_resumes_too(b: bus.Bus) -> None:
+    b.create_topic("t", partitions=2)
+    producer = b.producer()
+    zero = bus.TopicPartition("t", 0)
+
+    async def main() -> tuple[list[bus.Message], list[bus.Message]]:
+        async with b.async_consumer("t", group="g", offset_reset="earliest") as consumer:
+            assert await consumer.poll(timeout=0.05) is None  # joined, nothing yet
+            consumer._pause({zero})
+            producer.send("t", b"a", partition=0)
+            producer.send("t", b"b", partition=1)
+            paused = await consumer.poll_batch(100, timeout=1)
+            assert await consumer.poll(timeout=0.1) is None
+            consumer._resume({zero})
+            return paused, await consumer.poll_batch(100, timeout=1)
+
+    paused, resumed = asyncio.run(main())
+    assert [m.value for m in paused] == [b"b"]
+    assert [m.value for m in resumed] == [b"a"]

@@ -69,6 +69,7 @@ def bus_register_backends() -> Iterable[BackendDescriptor]:
                     "persistence",
                     "cross_process",
                     "idempotence",
+                    "pause",
                 }
             ),
             factory=_connect,

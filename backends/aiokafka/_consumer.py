@@ -18,12 +18,17 @@ import contextlib
 import inspect
 import logging
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Collection, Mapping
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener
 from aiokafka import TopicPartition as RawTP
-from aiokafka.errors import KafkaError, TopicAuthorizationFailedError, for_code
+from aiokafka.errors import (
+    IllegalStateError,
+    KafkaError,
+    TopicAuthorizationFailedError,
+    for_code,
+)
 from aiokafka.protocol.metadata import MetadataRequest
 
 import bus
@@ -93,6 +98,9 @@ class AioKafkaConsumer(AsyncConsumerDriver):
         self._returned: dict[Key, int] = {}
         self._processed: dict[Key, int] = {}
         self._given = GivenBack()
+        # Paused partitions, and what give_back kept of them: returned once resumed.
+        self._paused: set[Key] = set()
+        self._parked: list[bus.Message] = []
         self._committed: dict[Key, int] = {}
         self._woken = False
         self._next_metadata = 0.0
@@ -166,6 +174,8 @@ class AioKafkaConsumer(AsyncConsumerDriver):
         if wanted - self._assigned:
             self._raw.assign([RawTP(t, p) for t, p in sorted(wanted | self._assigned)])
             self._assigned |= wanted
+            if self._paused:  # a new assignment starts every partition unpaused
+                self._raw.pause(*(RawTP(t, p) for t, p in sorted(self._paused)))
 
     async def _look_for(self, topics: list[str]) -> set[str]:
         """Ask the cluster about ``topics``, which its metadata does not show; return
@@ -218,6 +228,10 @@ class AioKafkaConsumer(AsyncConsumerDriver):
             self._returned.pop(key, None)
             self._processed.pop(key, None)
         self._given.forget(lost)
+        # aiokafka's next assignment starts every partition unpaused, as the contract
+        # wants of those assigned again (its rebalances are eager: all are revoked).
+        self._unpark(lost)
+        self._paused -= lost
         if lost:
             await _call(self._on_revoke, {bus.TopicPartition(t, p) for t, p in lost})
 
@@ -287,6 +301,64 @@ class AioKafkaConsumer(AsyncConsumerDriver):
 
     def give_back(self, positions: Mapping[bus.TopicPartition, int]) -> None:
         self._given.take_back(positions, self._returned, self._processed)
+        self._park()
+
+    # -- pausing -------------------------------------------------------------------------------
+    #
+    # aiokafka fetches nothing for a paused partition and drops what it fetched of it
+    # before (a buffered fetch result of a paused partition is discarded unreturned);
+    # once resumed it fetches from the partition's position: after the last record
+    # getmany returned. The records getmany returned that went back through give_back
+    # are the driver's own to hold: while their partition is paused they wait in
+    # _parked, and resume puts them first again, before what aiokafka fetches next.
+
+    def _client(self) -> AIOKafkaConsumer | None:
+        # The listener assigns partitions while the client starts: it is _unstarted then.
+        return self._raw if self._raw is not None else self._unstarted
+
+    def pause(self, partitions: Collection[bus.TopicPartition]) -> None:
+        keys = {(tp.topic, tp.partition) for tp in partitions} & self._assigned
+        keys -= self._paused
+        raw = self._client()
+        if not keys or raw is None:
+            return
+        for key in sorted(keys):
+            try:
+                raw.pause(RawTP(*key))
+            except IllegalStateError:  # not in aiokafka's assignment (any more)
+                keys.discard(key)
+        self._paused |= keys
+        self._park()
+
+    def resume(self, partitions: Collection[bus.TopicPartition]) -> None:
+        keys = {(tp.topic, tp.partition) for tp in partitions} & self._paused
+        if not keys:
+            return
+        raw = self._client()
+        for key in sorted(keys):
+            if raw is not None:
+                with contextlib.suppress(IllegalStateError):
+                    raw.resume(RawTP(*key))
+        self._paused -= keys
+        back = self._unpark(keys)
+        if back:
+            self._given.kept = back + self._given.kept
+
+    def _park(self) -> None:
+        """Set aside what give_back kept of paused partitions."""
+        kept, paused = self._given.kept, self._paused
+        if kept and paused:
+            self._parked += [m for m in kept if (m.topic, m.partition) in paused]
+            self._given.kept = [m for m in kept if (m.topic, m.partition) not in paused]
+
+    def _unpark(self, keys: Collection[Key]) -> list[bus.Message]:
+        """Take the parked messages of these partitions out, in order."""
+        if not self._parked:
+            return []
+        out = [m for m in self._parked if (m.topic, m.partition) in keys]
+        if out:
+            self._parked = [m for m in self._parked if (m.topic, m.partition) not in keys]
+        return out
 
     async def poll_batch(self, max_messages: int, timeout: float | None) -> list[bus.Message]:
         self._given.last = out = await self._poll_batch(max_messages, timeout)
@@ -431,6 +503,7 @@ class AioKafkaConsumer(AsyncConsumerDriver):
         assert raw is not None  # it has an assignment
         self._returned.pop((topic, partition), None)
         self._given.forget({(topic, partition)})
+        self._unpark({(topic, partition)})
         raw.seek(RawTP(topic, partition), offset)
 
     def assignment(self) -> frozenset[bus.TopicPartition]:

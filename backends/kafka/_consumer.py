@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Collection, Mapping
 from typing import Any
 
 from confluent_kafka import OFFSET_BEGINNING, OFFSET_END, KafkaError, KafkaException
@@ -102,6 +102,9 @@ class KafkaConsumer(ConsumerDriver):
         self._returned: dict[Key, int] = {}  # next offsets after the batch last returned
         self._processed: dict[Key, int] = {}
         self._given = GivenBack()
+        # Paused partitions, and what give_back kept of them: returned once resumed.
+        self._paused: set[Key] = set()
+        self._parked: list[bus.Message] = []
         self._woken = threading.Event()
         self._next_metadata = 0.0  # no group: the first poll looks for the partitions
         # A wrong password, a denied topic or group: poll raises it (librdkafka would
@@ -208,6 +211,16 @@ class KafkaConsumer(ConsumerDriver):
             self._returned.pop(key, None)
             self._processed.pop(key, None)
         self._given.forget(keys)
+        self._unpark(keys)
+        paused, self._paused = keys & self._paused, self._paused - keys
+        if paused:
+            # librdkafka keeps a partition's pause through its unassign and its next
+            # assign: resumed while it is still assigned (from the rebalance callback,
+            # before the unassign), it comes back unpaused, as the contract wants.
+            try:
+                self._raw.resume([RawTP(t, p) for t, p in sorted(paused)])
+            except KafkaException as exc:
+                LOGGER.debug("resume of revoked partitions: %s", exc)
 
     # -- processed positions -------------------------------------------------------------------
 
@@ -253,6 +266,59 @@ class KafkaConsumer(ConsumerDriver):
         raised = self._given.take_back(positions, self._returned, self._processed)
         if raised and self._auto_commit:
             self._store(raised)
+        self._park()
+
+    # -- pausing -------------------------------------------------------------------------------
+    #
+    # librdkafka drops what it fetched of a partition it pauses (records in its queues
+    # are of an outdated version: consume never returns them) and, once resumed,
+    # fetches from the application's position: after the last record consume returned.
+    # The records consume returned that went back through give_back are the driver's
+    # own to hold: while their partition is paused they wait in _parked, and resume
+    # puts them first again, before anything librdkafka fetches after them. A rebalance
+    # keeps the pause of the partitions it leaves here (as librdkafka does) and forgets
+    # that of those it takes away (which librdkafka would not: see _forget).
+
+    def pause(self, partitions: Collection[bus.TopicPartition]) -> None:
+        keys = {(tp.topic, tp.partition) for tp in partitions} & self._assigned
+        keys -= self._paused
+        if not keys:
+            return
+        try:
+            self._raw.pause([RawTP(t, p) for t, p in sorted(keys)])
+        except KafkaException as exc:
+            raise mapped(exc, OTHER, "pause") from exc
+        self._paused |= keys
+        self._park()
+
+    def resume(self, partitions: Collection[bus.TopicPartition]) -> None:
+        keys = {(tp.topic, tp.partition) for tp in partitions} & self._paused
+        if not keys:
+            return
+        try:
+            self._raw.resume([RawTP(t, p) for t, p in sorted(keys)])
+        except KafkaException as exc:
+            raise mapped(exc, OTHER, "resume") from exc
+        self._paused -= keys
+        back = self._unpark(keys)
+        if back:
+            self._given.kept = back + self._given.kept
+
+    def _park(self) -> None:
+        """Set aside what give_back kept of paused partitions."""
+        kept, paused = self._given.kept, self._paused
+        if kept and paused:
+            self._parked += [m for m in kept if (m.topic, m.partition) in paused]
+            self._given.kept = [m for m in kept if (m.topic, m.partition) not in paused]
+
+    def _unpark(self, keys: Collection[Key]) -> list[bus.Message]:
+        """Take the parked messages of these partitions out, in order."""
+        if not self._parked:
+            return []
+        out = [m for m in self._parked if (m.topic, m.partition) in keys]
+        if out:
+            self._parked = [m for m in self._parked if (m.topic, m.partition) not in keys]
+        return out
 
     def poll_batch(self, max_messages: int, timeout: float | None) -> list[bus.Message]:
         self._given.last = out = self._poll_batch(max_messages, timeout)
@@ -356,6 +422,7 @@ class KafkaConsumer(ConsumerDriver):
             raise ValueError(f"cannot seek {topic}[{partition}]: not assigned to this consumer")
         self._returned.pop((topic, partition), None)
         self._given.forget({(topic, partition)})
+        self._unpark({(topic, partition)})
         try:
             self._raw.seek(RawTP(topic, partition, offset))
         except KafkaException as exc:

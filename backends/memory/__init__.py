@@ -75,6 +75,7 @@ def bus_register_backends() -> Iterable[BackendDescriptor]:
                     "seek",
                     "admin",
                     "idempotence",
+                    "pause",
                 }
             ),
             factory=_connect,

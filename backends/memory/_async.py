@@ -7,7 +7,7 @@ from __future__ import annotations
 import asyncio
 import inspect
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from typing import Any
 
 from backends.memory._group import ConsumerState
@@ -128,6 +128,15 @@ class AsyncMemoryConsumer(AsyncConsumerDriver):
     def give_back(self, positions: Mapping[TopicPartition, int]) -> None:
         with self._state.broker.lock:
             self._state.give_back(positions)
+
+    def pause(self, partitions: Collection[TopicPartition]) -> None:
+        with self._state.broker.lock:
+            self._state.pause(partitions)
+
+    def resume(self, partitions: Collection[TopicPartition]) -> None:
+        with self._state.broker.lock:
+            self._state.resume(partitions)
+            self._state.broker.notify()  # a poll waiting in another thread reads them
 
     async def seek(self, topic: str, partition: int, offset: int) -> None:
         with self._state.broker.lock:

@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import itertools
 import time
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from typing import Any
 
 from backends.memory._log import Broker
@@ -109,6 +109,7 @@ class ConsumerState:
         self.positions: dict[TopicPartition, int] = {}  # held partitions: next offset
         self.returned: dict[TopicPartition, int] = {}  # after the batch last handed out
         self.processed: dict[TopicPartition, int] = {}
+        self.paused: set[TopicPartition] = set()  # held partitions fetch skips
         self.generation = 0
         self.woken = False
         self.rotation = 0
@@ -149,6 +150,7 @@ class ConsumerState:
         self.positions.pop(tp, None)
         self.returned.pop(tp, None)
         self.processed.pop(tp, None)
+        self.paused.discard(tp)  # assigned again, it starts unpaused
         if self.group is not None and self.group.owner.get(tp) == self.id:
             del self.group.owner[tp]
 
@@ -215,11 +217,22 @@ class ConsumerState:
             self.processed.update(self.returned)
             self.returned = {}
 
+    def pause(self, partitions: Collection[TopicPartition]) -> None:
+        """Fetch nothing more from these held partitions (others are ignored). What
+        ``give_back`` returned stays at its position, read again once resumed."""
+        self.paused.update(tp for tp in partitions if tp in self.assigned)
+
+    def resume(self, partitions: Collection[TopicPartition]) -> None:
+        self.paused.difference_update(partitions)
+
     def fetch(self, max_messages: int) -> list[Message]:
-        """Up to ``max_messages`` from the held partitions, rotating the start."""
+        """Up to ``max_messages`` from the held partitions not paused, rotating the
+        start."""
         if not self.positions:
             return []
-        tps = list(self.positions)
+        tps = [tp for tp in self.positions if tp not in self.paused]
+        if not tps:
+            return []
         self.rotation = (self.rotation + 1) % len(tps)
         out: list[Message] = []
         topics = self.broker.topics

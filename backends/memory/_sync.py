@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from typing import Any
 
 from backends.memory._group import ConsumerState
@@ -115,6 +115,15 @@ class MemoryConsumer(ConsumerDriver):
     def give_back(self, positions: Mapping[TopicPartition, int]) -> None:
         with self._state.broker.lock:
             self._state.give_back(positions)
+
+    def pause(self, partitions: Collection[TopicPartition]) -> None:
+        with self._state.broker.lock:
+            self._state.pause(partitions)
+
+    def resume(self, partitions: Collection[TopicPartition]) -> None:
+        with self._state.broker.lock:
+            self._state.resume(partitions)
+            self._state.broker.notify()  # a poll waiting in another thread reads them
 
     def seek(self, topic: str, partition: int, offset: int) -> None:
         with self._state.broker.lock:
