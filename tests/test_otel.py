@@ -104,6 +104,48 @@ def test_a_send_and_its_processing_share_a_trace_in_memory(telemetry: Telemetry)
     assert sum(p.count for p in metrics["messaging.process.duration"]) == 2
 
 
+@pytest.mark.parametrize("concurrency", [1, 3])
+def test_a_worker_makes_one_process_span_per_handled_message_ending_with_its_handler(
+    telemetry: Telemetry, concurrency: int
+) -> None:
+    topic = "orders"
+    ended_by_then: list[int] = []
+    with bus.connect(f"memory://otel-{uuid.uuid4().hex}") as b:
+        b.create_topic(topic, partitions=3)
+        sender = telemetry.interceptor(backend="memory")
+        with b.producer(interceptors=[sender]) as producer:
+            for i in range(9):
+                producer.send(topic, b"%d" % i, key=b"%d" % i)
+        handled: list[bytes] = []
+
+        def handle(message: bus.Message) -> None:
+            # the span of this message is not over while its handler runs
+            ended_by_then.append(
+                sum(
+                    1
+                    for s in telemetry.named(f"process {topic}")
+                    if s.attributes["messaging.kafka.offset"] == message.offset
+                    and s.attributes["messaging.destination.partition.id"] == str(message.partition)
+                )
+            )
+            handled.append(message.value)
+            if len(handled) == 9:
+                worker.stop()
+
+        reader = telemetry.interceptor(backend="memory", group="billing")
+        worker = b.worker(
+            handle, topic, group="billing", concurrency=concurrency,
+            interceptors=[reader], offset_reset="earliest",
+        )  # fmt: skip
+        worker.run()
+    assert ended_by_then == [0] * 9
+    sends = {s.context.span_id for s in telemetry.named(f"send {topic}")}
+    processes = telemetry.named(f"process {topic}")
+    assert len(processes) == 9
+    assert {p.parent.span_id for p in processes if p.parent is not None} == sends
+    assert sum(p.count for p in telemetry.metrics()["messaging.process.duration"]) == 9
+
+
 def test_a_failed_send_has_an_error_status_and_type(telemetry: Telemetry) -> None:
     with bus.connect(f"memory://otel-{uuid.uuid4().hex}") as b:
         b.create_topic("t")
