@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import inspect
-import logging
 import signal
 import threading
 import time
@@ -14,32 +13,19 @@ from typing import TYPE_CHECKING, Any
 
 import tenacity
 
-from bus._errors import BusError, HandlerError
+from bus._errors import BusError
 from bus._message import Message, TopicPartition
-from bus._work import (
-    POLL_BATCH,
-    POLL_WAIT,
-    Interrupted,
-    Lane,
-    Lanes,
-    Retry,
-    dead_letter_message,
-    decoding,
-    handler_error,
-    replaying,
-)
+from bus._work import LOGGER, POLL_BATCH, POLL_WAIT, Interrupted, Lane, WorkerCore, replaying
 
 if TYPE_CHECKING:
     from bus._bus import Bus
     from bus._consumer import AsyncConsumer
     from bus._producer import AsyncProducer
 
-LOGGER = logging.getLogger("bus.worker")
-
 _SIGNALS = (signal.SIGTERM, signal.SIGINT)
 
 
-class AsyncWorker:
+class AsyncWorker(WorkerCore):
     """``Worker`` for asyncio: ``await handler(message)`` for every message of
     ``topics`` as a member of ``group``; made by ``Bus.async_worker``.
 
@@ -51,47 +37,14 @@ class AsyncWorker:
     ``shutdown_timeout`` are cancelled; their messages are not committed.
     """
 
-    def __init__(
-        self,
-        bus_: Bus,
-        handler: Callable[[Message], Any],
-        topics: tuple[str, ...],
-        group: str,
-        *,
-        concurrency: int,
-        retry: Retry | None,
-        dead_letter: str | None,
-        shutdown_timeout: float,
-        options: dict[str, Any],
-        decode_value: Any,
-        decode_key: Any,
-        max_poll_interval: float,
-        commit_interval: float,
-    ):
-        self._bus = bus_
-        self._handler = handler
-        self.topics = topics
-        self.group = group
-        self.concurrency = concurrency
-        self._retry = retry
-        self._dead_letter = dead_letter
-        self._shutdown_timeout = shutdown_timeout
-        self._options = options
-        self._decode = decoding(decode_value, decode_key)
-        self._policy = None if retry is None else retry.policy(max_poll_interval / 2)
-        self._commit_interval = commit_interval
-        self._keep_alive = max_poll_interval / 4  # as Worker's
-        self._lanes = Lanes()
+    def __init__(self, bus_: Bus, handler: Callable[[Message], Any], **parts: Any):
+        super().__init__(bus_, handler, **parts)
         self._stopping = False
-        self._started = False
         self._loop: asyncio.AbstractEventLoop | None = None
         self._stop: asyncio.Event | None = None  # made on the loop, by run()
         self._changed: asyncio.Condition | None = None
-        self._failure: tuple[Message, BaseException] | None = None
         self._consumer: AsyncConsumer | None = None
         self._producer: AsyncProducer | None = None
-        self._processed: Callable[[Message], None] | None = None
-        self._on_revoke = options.pop("on_revoke", None)
         self._runners: list[asyncio.Task[None]] = []
         self._lock = threading.Lock()
         self._tasks: set[asyncio.Future[None]] = set()
@@ -131,8 +84,7 @@ class AsyncWorker:
             self._changed.notify_all()
 
     def _fail(self, raw: Message, error: BaseException) -> None:
-        if self._failure is None:
-            self._failure = (raw, error)
+        self._note_failure(raw, error)
         self.stop()
 
     # -- run ----------------------------------------------------------------------------------
@@ -154,21 +106,13 @@ class AsyncWorker:
             await self._run()
         finally:
             restore()
-        if self._failure is not None:
-            raw, error = self._failure
-            if isinstance(error, HandlerError) or not isinstance(error, Exception):
-                raise error
-            raise handler_error(raw, error, dead_letter=None) from error
+        failure = self._failure_to_raise()
+        if failure is not None:
+            raise failure
 
     async def _run(self) -> None:
         consumer = self._bus.async_consumer(
-            *self.topics,
-            group=self.group,
-            on_revoke=self._revoked,
-            deserializer=None,
-            key_deserializer=None,
-            auto_commit=False,
-            **self._options,
+            *self.topics, on_revoke=self._revoked, **self._consumer_options()
         )
         self._consumer = consumer
         try:
@@ -195,7 +139,7 @@ class AsyncWorker:
     async def _fetch(self, consumer: AsyncConsumer) -> None:
         lanes, changed = self._lanes, self._changed
         assert changed is not None
-        can_pause = "pause" in self._bus.capabilities
+        can_pause = self._can_pause
         clock = time.monotonic
         commit_at = clock() + self._commit_interval
         polled = clock()
@@ -232,13 +176,7 @@ class AsyncWorker:
             return
         _, pending = await asyncio.wait(self._runners, timeout=self._shutdown_timeout)
         if pending:
-            LOGGER.warning(
-                "worker of %s: %d handler(s) still running after shutdown_timeout "
-                "(%gs) are cancelled; their messages are not committed and will be read again",
-                ", ".join(self.topics),
-                len(pending),
-                self._shutdown_timeout,
-            )
+            self._abandoned(len(pending), "are cancelled")
             for task in pending:
                 task.cancel()
             await asyncio.wait(pending)
@@ -248,14 +186,7 @@ class AsyncWorker:
             try:
                 await consumer.commit(message)
             except BusError as exc:  # read again after a restart: at-least-once holds
-                LOGGER.warning(
-                    "worker of %s: could not commit %s[%d]@%d: %s",
-                    ", ".join(self.topics),
-                    message.topic,
-                    message.partition,
-                    message.offset,
-                    exc,
-                )
+                self._commit_failed(message, exc)
             else:
                 self._lanes.committed(message)
 
@@ -338,15 +269,13 @@ class AsyncWorker:
         try:
             await self._send_dead_letter(raw, error)
         except BusError as exc:
-            failure = handler_error(raw, exc, dead_letter=self._dead_letter)
-            failure.__cause__ = exc
-            self._fail(raw, failure)
+            self._fail(raw, self._send_failed(raw, exc))
             return False
         return True
 
     async def _send_dead_letter(self, raw: Message, error: BaseException) -> None:
-        assert self._producer is not None and self._dead_letter is not None
-        m = dead_letter_message(self._dead_letter, raw, error)
+        assert self._producer is not None
+        m = self._dead_letter_of(raw, error)
         await self._producer.send(m.topic, m.value, key=m.key, headers=m.headers)
 
     async def _retried(self, raw: Message, first: Exception) -> Exception | None:
@@ -406,8 +335,4 @@ class AsyncWorker:
         self.stop()
 
     def __repr__(self) -> str:
-        state = "stopped" if self._stopping else ("running" if self._started else "new")
-        return (
-            f"<AsyncWorker topics={list(self.topics)} group={self.group!r} "
-            f"concurrency={self.concurrency} {state}>"
-        )
+        return self._describe(self._stopping)

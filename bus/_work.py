@@ -10,9 +10,10 @@ only position a worker ever commits.
 from __future__ import annotations
 
 import collections
+import logging
 import math
 from collections.abc import Callable, Collection, Iterable, Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import attrs
 import tenacity
@@ -21,6 +22,11 @@ from bus._checks import check_topic, deserialize_messages
 from bus._codecs import Decoder
 from bus._errors import ConfigError, HandlerError, SerializationError
 from bus._message import Message, TopicPartition
+
+if TYPE_CHECKING:
+    from bus._bus import Bus
+
+LOGGER = logging.getLogger("bus.worker")
 
 #: Messages asked for per poll.
 POLL_BATCH = 500
@@ -351,3 +357,112 @@ class Lanes:
         """Enough is queued that fetching more can wait (for a backend that cannot
         pause partitions)."""
         return self.waiting >= HIGH_WATER * max(concurrency, len(self.lanes), 1)
+
+
+# -- what both workers hold ------------------------------------------------------------------
+
+
+class WorkerCore:
+    """The state and the decisions ``Worker`` and ``AsyncWorker`` share; their I/O
+    (threads or tasks, blocking or awaited calls) is theirs."""
+
+    def __init__(
+        self,
+        bus_: Bus,
+        handler: Callable[[Message], Any],
+        topics: tuple[str, ...],
+        group: str,
+        *,
+        concurrency: int,
+        retry: Retry | None,
+        dead_letter: str | None,
+        shutdown_timeout: float,
+        options: dict[str, Any],
+        decode_value: Decoder | None,
+        decode_key: Decoder | None,
+        max_poll_interval: float,
+        commit_interval: float,
+    ):
+        self._bus = bus_
+        self._handler = handler
+        self.topics = topics
+        self.group = group
+        self.concurrency = concurrency
+        self._dead_letter = dead_letter
+        self._shutdown_timeout = shutdown_timeout
+        self._on_revoke = options.pop("on_revoke", None)
+        self._options = options
+        self._decode = decoding(decode_value, decode_key)
+        # Retries give up before a wait would pass half of max_poll_interval.
+        self._policy = None if retry is None else retry.policy(max_poll_interval / 2)
+        self._commit_interval = commit_interval
+        # Without pause, a full worker still polls this often, to stay a member.
+        self._keep_alive = max_poll_interval / 4
+        self._can_pause = "pause" in bus_.capabilities
+        self._lanes = Lanes()
+        self._started = False
+        self._failure: tuple[Message, BaseException] | None = None
+        self._processed: Callable[[Message], None] | None = None  # interceptors' hook
+
+    def _consumer_options(self) -> dict[str, Any]:
+        """What the worker's consumer is made with (``on_revoke`` is the worker's)."""
+        return {
+            "group": self.group,
+            "deserializer": None,  # the worker decodes: a dead letter gets the bytes
+            "key_deserializer": None,
+            "auto_commit": False,  # the worker commits processed prefixes itself
+            **self._options,
+        }
+
+    def _note_failure(self, raw: Message, error: BaseException) -> None:
+        """The first failure is the one ``run()`` raises."""
+        if self._failure is None:
+            self._failure = (raw, error)
+
+    def _failure_to_raise(self) -> BaseException | None:
+        """What ``run()`` raises once drained: a ``HandlerError`` (the handler's error as
+        its cause), or what a handler raised that is not an ``Exception``."""
+        if self._failure is None:
+            return None
+        raw, error = self._failure
+        if isinstance(error, HandlerError) or not isinstance(error, Exception):
+            return error
+        failure = handler_error(raw, error, dead_letter=None)
+        failure.__cause__ = error
+        return failure
+
+    def _dead_letter_of(self, raw: Message, error: BaseException) -> Message:
+        assert self._dead_letter is not None
+        return dead_letter_message(self._dead_letter, raw, error)
+
+    def _send_failed(self, raw: Message, error: BaseException) -> HandlerError:
+        failure = handler_error(raw, error, dead_letter=self._dead_letter)
+        failure.__cause__ = error
+        return failure
+
+    def _commit_failed(self, message: Message, error: BaseException) -> None:
+        LOGGER.warning(
+            "worker of %s: could not commit %s[%d]@%d (it is read again after a restart): %s",
+            ", ".join(self.topics),
+            message.topic,
+            message.partition,
+            message.offset,
+            error,
+        )
+
+    def _abandoned(self, count: int, what: str) -> None:
+        LOGGER.warning(
+            "worker of %s: %d handler(s) still running after shutdown_timeout (%gs) %s; "
+            "their messages are not committed and will be read again",
+            ", ".join(self.topics),
+            count,
+            self._shutdown_timeout,
+            what,
+        )
+
+    def _describe(self, stopped: bool) -> str:
+        state = "stopped" if stopped else ("running" if self._started else "new")
+        return (
+            f"<{type(self).__name__} topics={list(self.topics)} group={self.group!r} "
+            f"concurrency={self.concurrency} {state}>"
+        )

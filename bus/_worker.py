@@ -3,7 +3,6 @@ dead letters, concurrency across partitions and a graceful stop (blocking API)."
 
 from __future__ import annotations
 
-import logging
 import signal
 import threading
 import time
@@ -12,32 +11,19 @@ from typing import TYPE_CHECKING, Any
 
 import tenacity
 
-from bus._errors import BusError, HandlerError
+from bus._errors import BusError
 from bus._message import Message, TopicPartition
-from bus._work import (
-    POLL_BATCH,
-    POLL_WAIT,
-    Interrupted,
-    Lane,
-    Lanes,
-    Retry,
-    dead_letter_message,
-    decoding,
-    handler_error,
-    replaying,
-)
+from bus._work import LOGGER, POLL_BATCH, POLL_WAIT, Interrupted, Lane, WorkerCore, replaying
 
 if TYPE_CHECKING:
     from bus._bus import Bus
     from bus._consumer import Consumer
     from bus._producer import Producer
 
-LOGGER = logging.getLogger("bus.worker")
-
 _SIGNALS = (signal.SIGTERM, signal.SIGINT)
 
 
-class Worker:
+class Worker(WorkerCore):
     """Runs ``handler(message)`` for every message of ``topics`` as a member of
     ``group``; made by ``Bus.worker``.
 
@@ -57,46 +43,12 @@ class Worker:
     and leaves the group. A worker runs once.
     """
 
-    def __init__(
-        self,
-        bus_: Bus,
-        handler: Callable[[Message], Any],
-        topics: tuple[str, ...],
-        group: str,
-        *,
-        concurrency: int,
-        retry: Retry | None,
-        dead_letter: str | None,
-        shutdown_timeout: float,
-        options: dict[str, Any],
-        decode_value: Any,
-        decode_key: Any,
-        max_poll_interval: float,
-        commit_interval: float,
-    ):
-        self._bus = bus_
-        self._handler = handler
-        self.topics = topics
-        self.group = group
-        self.concurrency = concurrency
-        self._retry = retry
-        self._dead_letter = dead_letter
-        self._shutdown_timeout = shutdown_timeout
-        self._options = options
-        self._decode = decoding(decode_value, decode_key)
-        self._policy = None if retry is None else retry.policy(max_poll_interval / 2)
-        self._commit_interval = commit_interval
-        # Without pause, a full worker still polls this often, so that it stays a member.
-        self._keep_alive = max_poll_interval / 4
-        self._lanes = Lanes()
+    def __init__(self, bus_: Bus, handler: Callable[[Message], Any], **parts: Any):
+        super().__init__(bus_, handler, **parts)
         self._cond = threading.Condition()
         self._stop = threading.Event()
-        self._started = False
-        self._failure: tuple[Message, BaseException] | None = None
         self._consumer: Consumer | None = None
         self._producer: Producer | None = None
-        self._processed: Callable[[Message], None] | None = None
-        self._on_revoke = options.pop("on_revoke", None)
         self._runners: list[threading.Thread] = []
 
     # -- control ------------------------------------------------------------------------------
@@ -113,8 +65,7 @@ class Worker:
 
     def _fail(self, raw: Message, error: BaseException) -> None:
         with self._cond:
-            if self._failure is None:
-                self._failure = (raw, error)
+            self._note_failure(raw, error)
         self.stop()
 
     # -- run ----------------------------------------------------------------------------------
@@ -131,23 +82,13 @@ class Worker:
             self._run()
         finally:
             restore()
-        if self._failure is not None:
-            raw, error = self._failure
-            if isinstance(error, HandlerError):
-                raise error
-            if not isinstance(error, Exception):
-                raise error  # SystemExit, KeyboardInterrupt from a handler: as they are
-            raise handler_error(raw, error, dead_letter=None) from error
+        failure = self._failure_to_raise()
+        if failure is not None:
+            raise failure
 
     def _run(self) -> None:
         consumer = self._bus.consumer(
-            *self.topics,
-            group=self.group,
-            on_revoke=self._revoked,
-            deserializer=None,
-            key_deserializer=None,
-            auto_commit=False,
-            **self._options,
+            *self.topics, on_revoke=self._revoked, **self._consumer_options()
         )
         self._consumer = consumer
         try:
@@ -180,7 +121,7 @@ class Worker:
     def _fetch(self, consumer: Consumer) -> None:
         """Poll, queue, pause, resume and commit until stopped."""
         lanes, cond = self._lanes, self._cond
-        can_pause = "pause" in self._bus.capabilities
+        can_pause = self._can_pause
         clock = time.monotonic
         commit_at = clock() + self._commit_interval
         polled = clock()
@@ -216,13 +157,7 @@ class Worker:
             thread.join(max(0.0, deadline - time.monotonic()))
         still = [t.name for t in self._runners if t.is_alive()]
         if still:
-            LOGGER.warning(
-                "worker of %s: %d handler(s) still running after shutdown_timeout "
-                "(%gs); their messages are not committed and will be read again",
-                ", ".join(self.topics),
-                len(still),
-                self._shutdown_timeout,
-            )
+            self._abandoned(len(still), "are left")
 
     def _commit(self, consumer: Consumer, lanes: list[Lane] | None = None) -> None:
         """Commit each lane's processed prefix (of ``lanes``, else every lane)."""
@@ -232,14 +167,7 @@ class Worker:
             try:
                 consumer.commit(message)
             except BusError as exc:  # read again after a restart: at-least-once holds
-                LOGGER.warning(
-                    "worker of %s: could not commit %s[%d]@%d: %s",
-                    ", ".join(self.topics),
-                    message.topic,
-                    message.partition,
-                    message.offset,
-                    exc,
-                )
+                self._commit_failed(message, exc)
             else:
                 with self._cond:
                     self._lanes.committed(message)
@@ -296,7 +224,7 @@ class Worker:
                 return True
             except Exception as first:
                 error: Exception | None = first
-                if self._policy is not None and self._retry is not None:
+                if self._policy is not None:
                     error = self._retried(raw, first)
                     if error is None:
                         return True
@@ -312,15 +240,13 @@ class Worker:
         try:
             self._send_dead_letter(raw, error)
         except BusError as exc:
-            failure = handler_error(raw, exc, dead_letter=self._dead_letter)
-            failure.__cause__ = exc
-            self._fail(raw, failure)
+            self._fail(raw, self._send_failed(raw, exc))
             return False
         return True
 
     def _send_dead_letter(self, raw: Message, error: BaseException) -> None:
-        assert self._producer is not None and self._dead_letter is not None
-        m = dead_letter_message(self._dead_letter, raw, error)
+        assert self._producer is not None
+        m = self._dead_letter_of(raw, error)
         self._producer.send(m.topic, m.value, key=m.key, headers=m.headers)
 
     def _retried(self, raw: Message, first: Exception) -> Exception | None:
@@ -371,8 +297,4 @@ class Worker:
         return restore
 
     def __repr__(self) -> str:
-        state = "stopped" if self._stop.is_set() else ("running" if self._started else "new")
-        return (
-            f"<Worker topics={list(self.topics)} group={self.group!r} "
-            f"concurrency={self.concurrency} {state}>"
-        )
+        return self._describe(self._stop.is_set())
