@@ -234,7 +234,8 @@ class AsyncWorker(WorkerCore):
                     if self._processed is not None:
                         self._processed(raw)
             finally:
-                lanes.release(lane)
+                if lanes.release(lane) and self._consumer is not None:
+                    self._consumer._wakeup()  # the poll at hand returns: resume it now
                 async with changed:
                     changed.notify_all()
 

@@ -298,11 +298,14 @@ class Lanes:
         lane.busy = True
         return lane, run
 
-    def release(self, lane: Lane) -> None:
-        """The runner is done with ``lane``: it waits again if it has messages."""
+    def release(self, lane: Lane) -> bool:
+        """The runner is done with ``lane``: it waits again if it has messages. True
+        when the lane is paused and caught up: the fetch loop should resume it now
+        rather than after its poll's wait."""
         lane.busy = False
         if lane.queue and not lane.gone:
             self._ready.append(lane)
+        return lane.paused and len(lane.queue) <= LOW_WATER
 
     def revoke(self, partitions: Collection[TopicPartition]) -> list[Lane]:
         """Take the lanes of ``partitions`` away: their queued messages are dropped

@@ -211,8 +211,10 @@ class Worker(WorkerCore):
                         self._processed(raw)
             finally:
                 with cond:
-                    lanes.release(lane)
+                    caught_up = lanes.release(lane)
                     cond.notify_all()
+                if caught_up and self._consumer is not None:
+                    self._consumer._wakeup()  # the poll at hand returns: resume it now
 
     def _handled(self, raw: Message) -> bool:
         """Handle one message: ``True`` once processed (handled, or dead-lettered);
