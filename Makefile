@@ -58,6 +58,7 @@ bench: $(VENV)/.bench
 	$(BIN)/python -m bench.memory
 	$(BIN)/python -m bench.kafka
 	$(BIN)/python -m bench.aiokafka
+	$(BIN)/python -m bench.worker
 
 reliability: $(VENV)/.dev
 	$(BIN)/python -m tools.faults --rounds 3

@@ -1,10 +1,11 @@
 """What the benchmarks aim at: one ``Goal`` per results row that has one.
 
 The rows of issue #10's "Goals" table, in its order, then the earlier aiokafka
-producer goals. A goal is a least ratio (ours / baseline, both measured in one run)
-or a least rate of ours (msg/s). ``row`` (``bench._common``) records each row's goal
-and whether it was met; ``report`` ends every benchmark run with the goal rows of the
-whole results file, so the last lines ``make bench`` prints are this table, measured.
+producer goals, then the worker's (``bench.worker``). A goal is a least ratio (ours /
+baseline, both measured in one run) or a least rate of ours (msg/s). ``row``
+(``bench._common``) records each row's goal and whether it was met; ``report`` ends
+every benchmark run with the goal rows of the whole results file, so the last lines
+``make bench`` prints are this table, measured.
 """
 
 from __future__ import annotations
@@ -50,5 +51,8 @@ GOALS = (
     Goal("memory sync send_batch", rate=1_500_000),
     Goal("aiokafka async enqueue", ratio=0.9),  # vs send() futures + gather
     Goal("aiokafka async send_batch", ratio=1.2),  # vs the same
+    # The worker issue: concurrency=4 vs concurrency=1, 1 ms I/O-bound handler, 8 partitions.
+    Goal("worker memory sync 1 ms handler, concurrency 4 vs 1", ratio=3.5),
+    Goal("worker kafka sync 1 ms handler, concurrency 4 vs 1", ratio=3.5),
 )
 BY_CASE = {goal.case: goal for goal in GOALS}
