@@ -30,7 +30,14 @@ $(VENV)/.dev: pyproject.toml | $(BIN)/python
 	$(PIP) install -q -e '.[dev]'
 	@touch $@
 
-$(VENV)/.bench: pyproject.toml $(VENV)/.dev
+# The sqlite:// backend is a distribution of its own (as a third party ships one):
+# installed beside polybus, tested with its own suite.
+SQLITE := plugins/polybus-sqlite
+$(VENV)/.sqlite: $(SQLITE)/pyproject.toml $(VENV)/.dev
+	$(PIP) install -q -e $(SQLITE)
+	@touch $@
+
+$(VENV)/.bench: pyproject.toml $(VENV)/.dev $(VENV)/.sqlite
 	$(PIP) install -q -e '.[dev,bench]'
 	@touch $@
 
@@ -41,16 +48,19 @@ $(VENV)/.docs: pyproject.toml | $(BIN)/python
 demo: $(VENV)/.base
 	$(BIN)/bus demo
 
-lint: $(VENV)/.dev
+lint: $(VENV)/.dev $(VENV)/.sqlite
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/lint-imports
+	cd $(SQLITE) && ../../$(BIN)/lint-imports --config pyproject.toml
 
-typecheck: $(VENV)/.dev
+typecheck: $(VENV)/.dev $(VENV)/.sqlite
 	$(BIN)/mypy
+	cd $(SQLITE) && ../../$(BIN)/mypy
 
-unit: $(VENV)/.dev
+unit: $(VENV)/.dev $(VENV)/.sqlite
 	$(BIN)/pytest
+	cd $(SQLITE) && ../../$(BIN)/pytest tests -q
 
 test: lint typecheck unit
 
@@ -59,6 +69,7 @@ bench: $(VENV)/.bench
 	$(BIN)/python -m bench.kafka
 	$(BIN)/python -m bench.aiokafka
 	$(BIN)/python -m bench.worker
+	$(BIN)/python -m bench.sqlite
 
 reliability: $(VENV)/.dev
 	$(BIN)/python -m tools.faults --rounds 3

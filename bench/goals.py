@@ -1,8 +1,9 @@
 """What the benchmarks aim at: one ``Goal`` per results row that has one.
 
 The rows of issue #10's "Goals" table, in its order, then the earlier aiokafka
-producer goals, then the worker's (``bench.worker``). A goal is a least ratio (ours /
-baseline, both measured in one run) or a least rate of ours (msg/s). ``row``
+producer goals, then the worker's (``bench.worker``), then the sqlite backend's
+(``bench.sqlite``). A goal is a least ratio (ours / baseline, both measured in one run),
+a least rate of ours (msg/s), or a most median latency of ours (ms). ``row``
 (``bench._common``) records each row's goal and whether it was met; ``report`` ends
 every benchmark run with the goal rows of the whole results file, so the last lines
 ``make bench`` prints are this table, measured.
@@ -16,12 +17,14 @@ from typing import Any
 
 @dataclass(frozen=True)
 class Goal:
-    """Row ``case`` meets this goal when its ratio is at least ``ratio`` (if given) and
-    its rate of ours at least ``rate`` msg/s (if given)."""
+    """Row ``case`` meets this goal when its ratio is at least ``ratio`` (if given), its
+    rate of ours at least ``rate`` msg/s (if given) and its median produce-to-consume
+    latency of ours (``ours_latency_median_ms``) under ``latency_ms`` (if given)."""
 
     case: str
     ratio: float | None = None
     rate: float | None = None
+    latency_ms: float | None = None
 
     @property
     def text(self) -> str:
@@ -30,11 +33,18 @@ class Goal:
             parts.append(f">= {self.ratio:g}x")
         if self.rate is not None:
             parts.append(f">= {self.rate:,.0f} msg/s")
+        if self.latency_ms is not None:
+            parts.append(f"median latency < {self.latency_ms:g} ms")
         return ", ".join(parts)
 
     def met(self, row: dict[str, Any]) -> bool:
-        return (self.ratio is None or row["ratio"] >= self.ratio) and (
-            self.rate is None or row["ours"] >= self.rate
+        return (
+            (self.ratio is None or row["ratio"] >= self.ratio)
+            and (self.rate is None or row["ours"] >= self.rate)
+            and (
+                self.latency_ms is None
+                or row.get("ours_latency_median_ms", float("inf")) < self.latency_ms
+            )
         )
 
 
@@ -54,5 +64,10 @@ GOALS = (
     # The worker issue: concurrency=4 vs concurrency=1, 1 ms I/O-bound handler, 8 partitions.
     Goal("worker memory sync 1 ms handler, concurrency 4 vs 1", ratio=3.5),
     Goal("worker kafka sync 1 ms handler, concurrency 4 vs 1", ratio=3.5),
+    # The sqlite issue: producer and consumer in separate processes, on one file.
+    Goal("sqlite sync send_batch", rate=100_000),  # round trip
+    Goal("sqlite sync poll_batch", rate=200_000),
+    Goal("sqlite sync enqueue", ratio=10),  # round trip vs kombu's SQLAlchemy transport
+    Goal("sqlite sync latency", latency_ms=10),  # one message every 5-10 ms
 )
 BY_CASE = {goal.case: goal for goal in GOALS}

@@ -1,5 +1,6 @@
 """The docs stay honest: every option, hook, capability, CLI command and public name is
-documented, the examples run, and mkdocs builds the site with --strict.
+documented, every public name has a docstring and a ``::: name`` directive in the API
+reference (docs/reference/), the examples run, and mkdocs builds the site with --strict.
 
 Markers in the Markdown, an HTML comment on the line before a ```python fence:
 
@@ -21,6 +22,7 @@ import os
 import re
 import subprocess
 import sys
+import textwrap
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -138,14 +140,17 @@ BACKEND_PAGES = {
     "memory": "backends/memory.md",
     "kafka": "backends/kafka.md",
     "aiokafka": "backends/kafka.md",
+    "sqlite": "backends/sqlite.md",
 }
 
 
 def _builtin_backends() -> list[bus.spi.BackendDescriptor]:
-    """The descriptors polybus's own ``bus`` entry points register (no client library
-    is imported: a backend imports it in its factory)."""
+    """The descriptors polybus's own ``bus`` entry points register, and the sqlite://
+    plugin's this repository ships (no client library is imported: a backend imports it
+    in its factory)."""
     registry = Registry.load()
-    found = [i.descriptor for i in registry.backends.values() if i.distribution == "polybus"]
+    ours = {"polybus", "polybus-sqlite"}
+    found = [i.descriptor for i in registry.backends.values() if i.distribution in ours]
     return sorted(found, key=lambda d: d.name)
 
 
@@ -533,7 +538,10 @@ def test_the_example_codec_plugin_works() -> None:
 
 
 def test_mkdocs_builds_strict(tmp_path: Path) -> None:
-    pytest.importorskip("mkdocs", reason="mkdocs is not installed: pip install 'polybus[docs]'")
+    for module in ("mkdocs", "material", "mkdocstrings_handlers.python"):
+        pytest.importorskip(
+            module, reason=f"{module} is not installed: pip install 'polybus[docs]'"
+        )
     site = str(tmp_path / "site")
     done = _run([sys.executable, "-m", "mkdocs", "build", "--strict", "-d", site], ROOT)
     assert done.returncode == 0, done.stdout + done.stderr
@@ -543,3 +551,184 @@ def test_every_page_is_in_the_nav() -> None:
     config = (ROOT / "mkdocs.yml").read_text()
     for page in PAGES:
         assert f" {page}\n" in config, f"docs/{page} is not in the mkdocs.yml nav"
+
+
+# -- (8) the API reference ------------------------------------------------------------------
+
+#: The public modules of ``bus.testing``, each with an ``__all__``.
+TESTING_MODULES = (
+    "bus.testing.plugin",
+    "bus.testing.recorder",
+    "bus.testing.strategies",
+    "bus.testing.helpers",
+    "bus.testing.apis",
+    "bus.testing.statemachine",
+    "bus.testing.conformance",
+)
+#: Modules whose classes' public methods and properties need docstrings of their own
+#: (the reference renders members only when they have one, or shows them bare).
+MEMBERS_DOCUMENTED = ("bus", "bus.testing.recorder")
+REFERENCE = {page: text for page, text in PAGES.items() if page.startswith("reference/")}
+# `::: dotted.name`, then its indented YAML options block, if any.
+_DIRECTIVE = re.compile(r"^::: *([\w.]+)[ \t]*\n((?:(?:[ \t]+\S.*)?\n)*)", re.M)
+
+
+def _mkdocs_config() -> dict[str, Any]:
+    yaml = pytest.importorskip("yaml")
+
+    class Loader(yaml.SafeLoader):
+        """Reads mkdocs.yml; ``!!python/...`` tags (which mkdocs allows) become None."""
+
+    Loader.add_multi_constructor("tag:yaml.org,2002:python/", lambda *_: None)
+    config: dict[str, Any] = yaml.load((ROOT / "mkdocs.yml").read_text(), Loader=Loader)
+    return config
+
+
+def _handler_options() -> dict[str, Any]:
+    for plugin in _mkdocs_config().get("plugins", []):
+        if isinstance(plugin, dict) and "mkdocstrings" in plugin:
+            options: dict[str, Any] = plugin["mkdocstrings"]["handlers"]["python"]["options"]
+            return options
+    raise AssertionError("mkdocs.yml has no mkdocstrings plugin")
+
+
+_API: list[Any] = []
+
+
+def _api() -> Any:
+    """``bus`` as griffe reads it for the reference, with mkdocs.yml's extensions (the
+    ``#:`` comments of constants are docstrings there)."""
+    griffe = pytest.importorskip("griffe", reason="pip install 'polybus[docs]'")
+    if not _API:
+        extensions = []
+        for given in _handler_options().get("extensions", []):
+            is_path = isinstance(given, str) and ".py" in given  # relative to the repository
+            extensions.append(str(ROOT / given) if is_path else given)
+        loader = griffe.GriffeLoader(
+            extensions=griffe.load_extensions(*extensions), search_paths=[str(ROOT)]
+        )
+        _API.append(loader.load("bus"))
+        loader.resolve_aliases(implicit=False, external=False)
+    return _API[0]
+
+
+def _fixtures(api: Any) -> list[str]:
+    plugin = api["testing.plugin"]
+    return [
+        name
+        for name, member in plugin.members.items()
+        if not name.startswith("_")
+        and not member.is_alias  # imported names
+        and member.is_function
+        and any(str(d.value).startswith("pytest.fixture") for d in member.decorators)
+    ]
+
+
+def _public_names(api: Any) -> dict[str, str]:
+    """Every public name, dotted as a user imports it -> the module holding it."""
+    modules: dict[str, list[str]] = {
+        "bus": list(bus.__all__),
+        "bus.spi": list(bus.spi.__all__),
+        "bus.hookspecs": HOOKSPECS,
+    }
+    for module in TESTING_MODULES:
+        modules[module] = list(importlib.import_module(module).__all__)
+    modules["bus.testing.plugin"] += _fixtures(api)
+    return {f"{module}.{name}": module for module, names in modules.items() for name in names}
+
+
+def _griffe_object(api: Any, dotted: str) -> Any:
+    found = api[dotted.removeprefix("bus.")] if dotted != "bus" else api
+    return found.final_target if found.is_alias else found
+
+
+def _has_docstring(obj: Any) -> bool:
+    return obj.docstring is not None and bool(obj.docstring.value.strip())
+
+
+def test_the_public_names_are_found() -> None:
+    names = _public_names(_api())
+    assert {"bus.Producer", "bus.spi.Option", "bus.testing.plugin.bus_url"} <= set(names)
+    assert "bus.hookspecs.bus_register_backends" in names
+    assert "bus.testing.plugin.bus_recorder" in names  # a fixture, not in __all__
+
+
+def test_every_public_name_has_a_docstring() -> None:
+    """What the reference renders: the names, and the methods and properties of the
+    classes users handle. A constant is documented by ``#:`` lines right above it."""
+    api = _api()
+    missing = []
+    for dotted, module in _public_names(api).items():
+        try:
+            obj = _griffe_object(api, dotted)
+        except Exception as error:
+            missing.append(f"{dotted} (griffe cannot find it: {error})")
+            continue
+        if not _has_docstring(obj):
+            missing.append(dotted)
+        if module in MEMBERS_DOCUMENTED and obj.is_class:
+            for name, member in obj.members.items():
+                is_method = member.is_function or "property" in member.labels
+                if not name.startswith("_") and is_method and not _has_docstring(member):
+                    missing.append(f"{dotted}.{name}")
+    assert not missing, f"{len(missing)} public name(s) without a docstring:\n  " + "\n  ".join(
+        missing
+    )
+
+
+def _directives() -> dict[str, dict[str, Any]]:
+    """``::: name`` directives of docs/reference/ -> their options."""
+    yaml = pytest.importorskip("yaml")
+    found: dict[str, dict[str, Any]] = {}
+    for page, text in REFERENCE.items():
+        for match in _DIRECTIVE.finditer(text):
+            block = yaml.safe_load(textwrap.dedent(match.group(2))) if match.group(2) else None
+            options = (block or {}).get("options") or {}
+            assert match.group(1) not in found, f"{page}: ::: {match.group(1)} again"
+            found[match.group(1)] = options
+    return found
+
+
+def test_the_reference_pages_have_directives() -> None:
+    assert "reference/index.md" in REFERENCE
+    assert "bus.Producer" in _directives()
+
+
+def test_every_public_name_is_in_the_reference() -> None:
+    """Each public name has a ``::: name`` directive in docs/reference/, or its module
+    has one that renders its members (no ``members: false``)."""
+    directives = _directives()
+    missing = []
+    for dotted, module in _public_names(_api()).items():
+        if dotted in directives:
+            continue
+        # A module's directive renders every public member unless `members` says otherwise.
+        members = directives[module].get("members") if module in directives else False
+        covered = (
+            members is None
+            or members is True
+            or (isinstance(members, list) and dotted.rsplit(".", 1)[1] in members)
+        )
+        if not covered:
+            missing.append(f"::: {dotted}")
+    assert not missing, (
+        f"{len(missing)} public name(s) missing from docs/reference/ (add each to the page "
+        "of its topic):\n  " + "\n  ".join(missing)
+    )
+
+
+def test_the_reference_documents_only_public_names() -> None:
+    """A directive for a name that is no longer public (renamed, removed from
+    ``__all__``) is stale."""
+    names = _public_names(_api())
+    modules = {"bus", "bus.spi", "bus.hookspecs", *TESTING_MODULES}
+    stale = [d for d in _directives() if d not in names and d not in modules]
+    assert not stale, "directives for names that are not public: " + ", ".join(stale)
+
+
+def test_the_testing_page_covers_the_fixtures() -> None:
+    text = PAGES.get("testing.md", "")
+    for fixture in _fixtures(_api()):
+        assert f"`{fixture}`" in text, f"docs/testing.md does not mention fixture {fixture}"
+    for word in ("--bus-url", "BUS_TEST_URL", "assert_produced", "bus.testing.strategies"):
+        assert word in text, f"docs/testing.md does not mention {word}"
