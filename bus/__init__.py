@@ -30,9 +30,11 @@ from bus._errors import (
     SerializationError,
     TimeoutError,
     TopicExistsError,
+    UnknownGroupError,
     UnknownTopicError,
     UnsupportedError,
 )
+from bus._groups import GroupDescription, GroupMember, GroupPartition
 from bus._interceptors import Interceptor
 from bus._message import Delivery, Message, TopicPartition
 from bus._partitioner import murmur2, murmur2_partition
@@ -59,6 +61,9 @@ __all__ = [
     "Consumer",
     "Delivery",
     "DeliveryError",
+    "GroupDescription",
+    "GroupMember",
+    "GroupPartition",
     "HandlerError",
     "Interceptor",
     "Message",
@@ -69,6 +74,7 @@ __all__ = [
     "TimeoutError",
     "TopicExistsError",
     "TopicPartition",
+    "UnknownGroupError",
     "UnknownTopicError",
     "UnsupportedError",
     "Worker",

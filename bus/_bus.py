@@ -5,23 +5,25 @@ from __future__ import annotations
 import asyncio
 import threading
 import weakref
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Collection, Mapping
 from typing import Any, TypeVar
 
 from bus._async_worker import AsyncWorker
 from bus._callbacks import guarded
 from bus._checks import (
     check_optional_int,
+    check_partition_set,
     check_timeout,
     check_topic,
     decoder,
     encoder,
     resolve_codec,
 )
-from bus._consumer import AsyncConsumer, Consumer
+from bus._consumer import AsyncConsumer, Consumer, lacks_offsets
 from bus._errors import BusError, ClosedError, ConfigError, UnsupportedError
+from bus._groups import GroupDescription
 from bus._interceptors import Chain, check_names, make_chain
-from bus._message import Message
+from bus._message import Message, TopicPartition
 from bus._options import BUS, CONSUMER, PRODUCER, OptionTable, redact
 from bus._plugins import BackendInfo, Registry, registry
 from bus._producer import AsyncProducer, Producer
@@ -166,10 +168,13 @@ class Bus:
         self._backend = backend
         self._info = info
         self._config = config
+        #: The URL connected to, parsed: a ``bus.spi.BusURL`` (its ``repr`` hides secrets).
         self.url = config.url
         self._table = table
         self._registry = registry_
+        #: The name of the backend serving the connection: ``"memory"``, ``"kafka"``, ...
         self.backend: str = info.descriptor.name
+        #: The capability words the backend declares (see ``bus.spi.CAPABILITIES``).
         self.capabilities: frozenset[str] = info.descriptor.capabilities
         self._clients: weakref.WeakSet[Any] = weakref.WeakSet()
         self._lock = threading.Lock()
@@ -236,6 +241,28 @@ class Bus:
             self._need("consumer_groups", "consumer group")
         return group
 
+    def _subscription(
+        self, topics: tuple[Any, ...], group: Any, partitions: Any
+    ) -> tuple[tuple[str, ...], str | None, frozenset[TopicPartition] | None]:
+        """A consumer's topics, group and given partitions (``partitions=``: exactly
+        those, no group, the topics theirs), checked."""
+        if partitions is None:
+            return self._topics(topics), self._group(group), None
+        if topics:
+            raise TypeError(
+                "consumer() takes topic names or partitions=[...], not both: "
+                "partitions= reads just the partitions given"
+            )
+        if group is not None:
+            raise TypeError(
+                "partitions= reads the partitions given without a group: pass group=None "
+                "(or topic names, to share them in a group)"
+            )
+        if "offsets" not in self.capabilities:
+            raise lacks_offsets(self.backend, "read given partitions (partitions=)")
+        given = check_partition_set(partitions, "partitions", empty=False)
+        return tuple(dict.fromkeys(tp.topic for tp in sorted(given))), None, given
+
     def producer(self, **options: Any) -> Producer:
         """A blocking ``Producer``; ``options`` override the connection's."""
         self._need("sync", "blocking")
@@ -254,12 +281,21 @@ class Bus:
             )
         )
 
-    def consumer(self, *topics: str, group: str | None = None, **options: Any) -> Consumer:
+    def consumer(
+        self,
+        *topics: str,
+        group: str | None = None,
+        partitions: Collection[TopicPartition] | None = None,
+        **options: Any,
+    ) -> Consumer:
         """A blocking ``Consumer`` of ``topics``, in ``group`` (``None``: no group, read
-        every partition, commit nothing)."""
+        every partition, commit nothing); or, with ``partitions`` (a list, tuple or set
+        of ``TopicPartition``, no topic names, no group), of exactly those partitions
+        (capability ``offsets``)."""
         self._need("sync", "blocking")
-        names, group = self._topics(topics), self._group(group)
+        names, group, given = self._subscription(topics, group, partitions)
         settings = self._guard_callbacks(self._settings(CONSUMER, options))
+        settings["partitions"] = given
         chain = self._chain(settings, CONSUMER, group)
         value, key = (
             self._codec(settings, "deserializer"),
@@ -299,12 +335,18 @@ class Bus:
         )
 
     def async_consumer(
-        self, *topics: str, group: str | None = None, **options: Any
+        self,
+        *topics: str,
+        group: str | None = None,
+        partitions: Collection[TopicPartition] | None = None,
+        **options: Any,
     ) -> AsyncConsumer:
-        """An asyncio ``AsyncConsumer`` of ``topics``, in ``group``."""
+        """An asyncio ``AsyncConsumer`` of ``topics``, in ``group``, or of the given
+        ``partitions``, as ``consumer``."""
         self._need("async", "asyncio")
-        names, group = self._topics(topics), self._group(group)
+        names, group, given = self._subscription(topics, group, partitions)
         settings = self._guard_callbacks(self._settings(CONSUMER, options))
+        settings["partitions"] = given
         chain = self._chain(settings, CONSUMER, group)
         value, key = (
             self._codec(settings, "deserializer"),
@@ -470,6 +512,29 @@ class Bus:
         """The partition numbers of ``topic``. Raises ``bus.UnknownTopicError``."""
         self._admin()
         return self._backend.partitions(check_topic(topic))
+
+    def groups(self, timeout: float | None = None) -> list[str]:
+        """The names of the consumer groups the backend knows (with members or committed
+        positions), sorted. ``timeout``: seconds the call may take (``None``: the
+        backend's own bound, ``admin_timeout`` on Kafka)."""
+        limit = self._group_admin(timeout)
+        return self._backend.groups(limit)
+
+    def describe_group(self, group: str, timeout: float | None = None) -> GroupDescription:
+        """``group``'s state, members (with their assignments) and, per partition, its
+        committed position, the log end offset and the lag between them: a
+        ``bus.GroupDescription``. Raises ``bus.UnknownGroupError`` for a group with no
+        member and no committed position."""
+        if not isinstance(group, str) or not group:
+            raise TypeError(f"group must be a non-empty str, not {group!r}")
+        limit = self._group_admin(timeout)
+        return self._backend.describe_group(group, limit)
+
+    def _group_admin(self, timeout: Any) -> float | None:
+        limit = check_timeout(timeout)
+        self._admin()
+        self._need("consumer_groups", "consumer group")
+        return limit
 
     def _admin(self) -> None:
         if self._closed:

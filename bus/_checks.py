@@ -12,7 +12,7 @@ from typing import Any
 
 from bus._codecs import Codec, Decoder, Encoder
 from bus._errors import BusError, ConfigError, DeliveryError, SerializationError
-from bus._message import Delivery, Headers, Message, consumed_message
+from bus._message import Delivery, Headers, Message, TopicPartition, consumed_message
 
 _TOPIC = re.compile(r"[A-Za-z0-9._\-]{1,249}")
 
@@ -179,6 +179,63 @@ def check_max_messages(value: Any) -> int:
     if value < 1:
         raise ValueError(f"max_messages must be >= 1, not {value}")
     return min(int(value), MAX_POLL_BATCH)
+
+
+#: Seconds a consumer's position lookup (``watermarks``, ``offsets_for_times``,
+#: ``committed``) may take when its ``timeout`` is ``None``: the ``admin_timeout``
+#: default of the Kafka backends.
+POSITIONS_TIMEOUT = 30.0
+
+
+def positions_timeout(timeout: Any) -> float:
+    """A position lookup's bound in seconds: ``timeout`` checked as ``check_timeout``
+    does, ``None`` (or no limit) meaning ``POSITIONS_TIMEOUT``."""
+    limit = check_timeout(timeout)
+    return POSITIONS_TIMEOUT if limit is None else limit
+
+
+def check_topic_partition(value: Any, what: str = "partitions") -> TopicPartition:
+    """A ``TopicPartition`` with a valid topic name and partition number."""
+    if not isinstance(value, TopicPartition):
+        raise TypeError(
+            f"{what} holds bus.TopicPartition(topic, partition) values, not "
+            f"{type(value).__name__} {_shown(value)}"
+        )
+    check_topic(value.topic)
+    if check_optional_int(value.partition, "partition") is None:
+        raise TypeError(f"{what}: the partition of {value!r} must be an int, not None")
+    return value
+
+
+def check_partition_set(value: Any, what: str, *, empty: bool) -> frozenset[TopicPartition]:
+    """A list, tuple, set or frozenset of ``TopicPartition`` as a frozenset; ``empty``
+    says whether none at all is allowed."""
+    if not isinstance(value, (list, tuple, set, frozenset)):
+        raise TypeError(
+            f"{what} must be a list, tuple or set of bus.TopicPartition, not {type(value).__name__}"
+        )
+    found = frozenset(check_topic_partition(tp, what) for tp in value)
+    if not found and not empty:
+        raise ValueError(f"{what} must name at least one bus.TopicPartition")
+    return found
+
+
+def check_times(times: Any) -> dict[TopicPartition, int]:
+    """``offsets_for_times``' argument: a mapping of ``TopicPartition`` to a timestamp
+    in milliseconds since the epoch (an int, 0 to 2**63-1)."""
+    if not isinstance(times, Mapping):
+        raise TypeError(
+            "offsets_for_times takes a dict of bus.TopicPartition to a timestamp in "
+            f"milliseconds, not {type(times).__name__}"
+        )
+    checked: dict[TopicPartition, int] = {}
+    for tp, ms in times.items():
+        check_topic_partition(tp, "offsets_for_times")
+        stamp = check_optional_int(ms, "timestamp")
+        if stamp is None:
+            raise TypeError(f"the timestamp of {tp!r} must be an int of milliseconds, not None")
+        checked[tp] = stamp
+    return checked
 
 
 def resolve_codec(

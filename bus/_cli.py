@@ -64,8 +64,23 @@ _URL_HELP = "bus URL (default: $BUS_URL, else memory://)"
 _MEMORY_NOTE = """\
 memory:// is an in-process broker: it lives as long as this one command, so
 'bus produce' and 'bus consume' run as two commands share nothing on memory://.
-Use a broker that other processes can reach (kafka://host:9092) to pair them.
+Use a backend that other processes can reach to pair them: sqlite:///bus.db (a
+file, no server) or kafka://host:9092.
 """
+
+#: What ``bus produce``/``bus consume`` print once when no URL was given at all.
+MEMORY_HINT = (
+    "note: no --url or $BUS_URL, so this runs on memory://, a broker private to this "
+    "command; to pair 'bus produce' with 'bus consume' use --url sqlite:///bus.db "
+    "(a file, no server) or --url kafka://HOST:9092"
+)
+
+
+def _hint_if_default(url: str | None) -> None:
+    """Say once, on stderr, that the default memory:// is private to the process."""
+    if url is None and not os.environ.get(ENV_VAR):
+        _warn(MEMORY_HINT)
+
 
 # -- output ---------------------------------------------------------------------------------
 
@@ -546,6 +561,7 @@ class _Produce:
 
 def _produce(args: argparse.Namespace) -> int:
     job = _Produce.of(args)
+    _hint_if_default(args.url)
     with bus.connect(args.url) as b:
         if "sync" in b.capabilities:
             _produce_blocking(b, job)
@@ -737,6 +753,7 @@ class _Pace:
 
 def _consume(args: argparse.Namespace) -> int:
     options: dict[str, Any] = {"offset_reset": "earliest" if args.from_beginning else "latest"}
+    _hint_if_default(args.url)
     with _StopFlag() as stop, bus.connect(args.url) as b:
         if "sync" in b.capabilities:
             count = _consume_blocking(b, args, options, stop)

@@ -12,12 +12,15 @@ from bus._checks import (
     INT64_MAX,
     check_max_messages,
     check_optional_int,
+    check_partition_set,
     check_timeout,
+    check_times,
     check_topic,
+    positions_timeout,
 )
 from bus._checks import deserialize_messages as _decode
 from bus._codecs import Decoder
-from bus._errors import ClosedError, SerializationError, UnsupportedError
+from bus._errors import ClosedError, CommitError, SerializationError, UnsupportedError
 from bus._held import Held
 from bus._interceptors import Chain, Unprocessed
 from bus._message import Message, TopicPartition
@@ -28,6 +31,13 @@ from bus.spi import AsyncConsumerDriver, ConsumerDriver
 ITERATION_BATCH = 500
 #: ``max_poll_interval`` when the consumer is made without settings (tests).
 _MAX_POLL_INTERVAL = 300.0
+
+
+def lacks_offsets(backend: str, what: str) -> UnsupportedError:
+    """The error for ``what`` on a backend without the ``offsets`` capability."""
+    return UnsupportedError(
+        f"backend {backend!r} cannot {what} (it lacks the 'offsets' capability)"
+    )
 
 
 def _gives_back(driver: ConsumerDriver | AsyncConsumerDriver) -> bool:
@@ -65,6 +75,7 @@ class _ConsumerCore:
         if gives_back:
             self._driver.before_revoke = self._revoking
         self._can_seek = capabilities is None or "seek" in capabilities
+        self._can_look_up = capabilities is None or "offsets" in capabilities
         self._backend = backend
         self.topics = topics
         self.group = group
@@ -197,6 +208,40 @@ class _ConsumerCore:
             raise ValueError(
                 f"offset must be 0 to {INT64_MAX - 1} to be committed, not {INT64_MAX}"
             )
+
+    # -- positions: the checks both consumers share ------------------------------------------
+
+    def _look_up(self, what: str) -> None:
+        self._ensure_open()
+        if not self._can_look_up:
+            raise lacks_offsets(self._backend, what)
+
+    def _check_watermarks(self, topic: Any, partition: Any, timeout: Any) -> tuple[str, int, float]:
+        self._look_up("read watermarks")
+        check_topic(topic)
+        p = check_optional_int(partition, "partition")
+        if p is None:
+            raise TypeError("watermarks takes a topic and a partition number, not None")
+        return topic, p, positions_timeout(timeout)
+
+    def _check_times(self, times: Any, timeout: Any) -> tuple[dict[TopicPartition, int], float]:
+        self._look_up("look up offsets for times")
+        return check_times(times), positions_timeout(timeout)
+
+    def _check_committed(
+        self, partitions: Any, timeout: Any
+    ) -> tuple[frozenset[TopicPartition], float]:
+        self._look_up("read committed positions")
+        if self.group is None:
+            raise CommitError(
+                "this consumer has no group, so nothing is committed for it; pass "
+                "group=... to the consumer to read a group's committed positions"
+            )
+        if partitions is None:
+            found = self._driver.assignment()
+        else:
+            found = check_partition_set(partitions, "partitions", empty=True)
+        return found, positions_timeout(timeout)
 
     def __repr__(self) -> str:
         state = "closed" if self._closing else "open"
@@ -334,6 +379,41 @@ class Consumer(_ConsumerCore):
         """The partitions this consumer reads now (empty before the group assigned any)."""
         self._ensure_open()
         return self._driver.assignment()
+
+    # -- positions (capability ``offsets``) ----------------------------------------------
+    #
+    # Any partition of any topic may be asked about. ``timeout`` bounds the round trip
+    # (``None``: POSITIONS_TIMEOUT, 30 s); no answer in time raises ``bus.TimeoutError``,
+    # a topic or partition the cluster lacks ``bus.UnknownTopicError``.
+
+    def watermarks(
+        self, topic: str, partition: int, timeout: float | None = None
+    ) -> tuple[int, int]:
+        """``(low, high)`` of a partition: the offset of the first message still in the
+        log, and the offset the next message written there gets."""
+        args = self._check_watermarks(topic, partition, timeout)
+        low, high = self._driver.watermarks(*args)
+        return int(low), int(high)
+
+    def offsets_for_times(
+        self, times: Mapping[TopicPartition, int], timeout: float | None = None
+    ) -> dict[TopicPartition, int | None]:
+        """Per partition, the earliest offset whose message's timestamp is at or after
+        the milliseconds since the epoch given; ``None`` when no message is that late.
+        Seek there to read from a point in time."""
+        checked, limit = self._check_times(times, timeout)
+        found = self._driver.offsets_for_times(checked, limit) if checked else {}
+        return {tp: found.get(tp) for tp in checked}
+
+    def committed(
+        self, partitions: Collection[TopicPartition] | None = None, timeout: float | None = None
+    ) -> dict[TopicPartition, int | None]:
+        """The group's committed position of each partition (``None``: of the current
+        assignment): the offset of the next message the group reads there, ``None``
+        where nothing is committed. Raises ``bus.CommitError`` without a group."""
+        wanted, limit = self._check_committed(partitions, timeout)
+        found = self._driver.committed(wanted, limit) if wanted else {}
+        return {tp: found.get(tp) for tp in sorted(wanted)}
 
     def close(self, timeout: float | None = None) -> None:
         """Stop: end iteration, commit processed positions (if auto-committing), leave
@@ -480,6 +560,31 @@ class AsyncConsumer(_ConsumerCore):
         """The partitions this consumer reads now."""
         self._ensure_open()
         return self._driver.assignment()
+
+    async def watermarks(
+        self, topic: str, partition: int, timeout: float | None = None
+    ) -> tuple[int, int]:
+        """``(low, high)`` of a partition, as ``Consumer.watermarks``."""
+        args = self._check_watermarks(topic, partition, timeout)
+        low, high = await self._driver.watermarks(*args)
+        return int(low), int(high)
+
+    async def offsets_for_times(
+        self, times: Mapping[TopicPartition, int], timeout: float | None = None
+    ) -> dict[TopicPartition, int | None]:
+        """Per partition, the earliest offset at or after a time, as
+        ``Consumer.offsets_for_times``."""
+        checked, limit = self._check_times(times, timeout)
+        found = await self._driver.offsets_for_times(checked, limit) if checked else {}
+        return {tp: found.get(tp) for tp in checked}
+
+    async def committed(
+        self, partitions: Collection[TopicPartition] | None = None, timeout: float | None = None
+    ) -> dict[TopicPartition, int | None]:
+        """The group's committed positions, as ``Consumer.committed``."""
+        wanted, limit = self._check_committed(partitions, timeout)
+        found = await self._driver.committed(wanted, limit) if wanted else {}
+        return {tp: found.get(tp) for tp in sorted(wanted)}
 
     async def close(self, timeout: float | None = None) -> None:
         """Stop: end iteration, commit processed positions (if auto-committing), leave

@@ -97,6 +97,10 @@ class UnknownTopicError(BusError):
     """The topic does not exist (and the backend does not create it on demand)."""
 
 
+class UnknownGroupError(BusError):
+    """The consumer group does not exist: it has no member and no committed position."""
+
+
 class TimeoutError(BusError, builtins.TimeoutError):
     """An operation did not finish within its timeout. Also a builtin ``TimeoutError``.
 

@@ -7,6 +7,7 @@ from typing import Any
 import attrs
 from attrs.exceptions import FrozenInstanceError
 
+#: A message's headers: ordered ``(name, value)`` pairs, names may repeat.
 Headers = tuple[tuple[str, bytes | None], ...]
 
 

@@ -21,10 +21,16 @@ from bus._errors import ConfigError
 from bus._interceptors import interceptor_list
 from bus._url import is_secret_key
 
+#: The scopes of an option (``Option.scopes``): ``BUS`` for the connection (given to
+#: ``bus.connect``), ``PRODUCER`` and ``CONSUMER`` for the clients.
 BUS, PRODUCER, CONSUMER = "bus", "producer", "consumer"
+#: The scopes of an option of both clients (producers and consumers).
 CLIENTS = frozenset({PRODUCER, CONSUMER})
+#: Every scope: an option valid on the connection and on both clients.
 ALL = frozenset({BUS, PRODUCER, CONSUMER})
 
+#: ``convert(value) -> value``: checks an option's value (text, from a URL, or a Python
+#: value) and returns it converted, or raises ``ValueError`` saying what is allowed.
 Converter = Callable[[Any], Any]
 
 

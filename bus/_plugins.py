@@ -26,6 +26,9 @@ from bus.spi import BackendDescriptor
 PROJECT = "bus"
 ENTRY_POINT_GROUP = "bus"
 
+#: The decorator marking a plugin's implementation of a hook of ``bus.hookspecs``:
+#: ``@bus.hookimpl`` over ``def bus_register_backends(): ...`` (pluggy's
+#: ``HookimplMarker`` of the project ``bus``).
 hookimpl = pluggy.HookimplMarker(PROJECT)
 
 

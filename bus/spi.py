@@ -36,6 +36,8 @@ backends import nothing else from ``bus``; an import contract checks it):
 - the fast constructors ``consumed_message`` and ``acknowledged`` for backends that
   build a ``Message``/``Delivery`` per record, and the ``Headers`` type;
 - ``GivenBack``, the bookkeeping of a consumer driver's ``give_back``;
+- ``group_description``, which builds what ``Backend.describe_group`` returns from
+  members, committed positions and log end offsets (lag computed alike everywhere);
 - ``UnclaimedFailures``, the bookkeeping of failures no ``on_delivery`` claimed, and
   ``ProblemReporter``, which tells ``on_error`` of each problem once per change;
 - ``client_settings(url, scope, options)``: the settings a driver factory gets,
@@ -54,6 +56,7 @@ from typing import Any
 import attrs
 
 from bus._errors import BusError, UnsupportedError
+from bus._groups import GROUP_STATES, GroupDescription, group_description
 from bus._message import (
     Delivery,
     Headers,
@@ -89,6 +92,7 @@ __all__ = [
     "CAPABILITIES",
     "CLIENTS",
     "CONSUMER",
+    "GROUP_STATES",
     "PRODUCER",
     "AsyncConsumerDriver",
     "AsyncProducerDriver",
@@ -114,6 +118,7 @@ __all__ = [
     "choice",
     "client_settings",
     "consumed_message",
+    "group_description",
     "integer",
     "is_secret_key",
     "make_partitioner",
@@ -132,11 +137,14 @@ CAPABILITIES: Mapping[str, str] = {
     "headers": "messages carry ordered headers, duplicates allowed",
     "timestamps": "messages carry a create timestamp, settable by the producer",
     "seek": "a consumer can move to any offset of an assigned partition",
-    "admin": "create_topic, delete_topic, topics, partitions",
+    "admin": "create_topic, delete_topic, topics, partitions (with consumer_groups: groups, "
+    "describe_group)",
     "persistence": "messages outlive the process that wrote them",
     "cross_process": "other processes can read what this one writes",
     "idempotence": "a retried send is written once",
     "pause": "a consumer can pause and resume fetching from assigned partitions",
+    "offsets": "a consumer reads watermarks, offsets for times and committed positions, "
+    "and reads given partitions without a group",
     "transactions": "atomic writes across partitions",
 }
 
@@ -245,6 +253,19 @@ class Backend:
     def partitions(self, topic: str) -> list[int]:
         raise UnsupportedError("this backend has no admin API")
 
+    def groups(self, timeout: float | None) -> list[str]:
+        """Optional (``consumer_groups`` and ``admin``): the names of the consumer groups
+        the backend knows (with members or committed positions), sorted. ``timeout``:
+        seconds the whole call may take (``None``: the backend's own admin bound)."""
+        raise UnsupportedError("this backend cannot list consumer groups")
+
+    def describe_group(self, group: str, timeout: float | None) -> GroupDescription:
+        """Optional (``consumer_groups`` and ``admin``): ``group``'s state, members and
+        positions (build it with ``group_description``), within ``timeout`` as
+        ``groups``. Raise ``bus.UnknownGroupError`` for a group with no member and no
+        committed position."""
+        raise UnsupportedError("this backend cannot describe consumer groups")
+
     def ping(self, timeout: float) -> None:
         """Return once the transport answers (a metadata round trip, say), within
         ``timeout`` seconds; else raise ``bus.TimeoutError`` (or the ``bus`` error
@@ -323,6 +344,13 @@ class ConsumerDriver(abc.ABC):
     application stopped whenever that matters (a commit, a rebalance, close, a batch
     held for half of ``max_poll_interval``). Without it, iteration polls one message at
     a time.
+
+    ``settings["partitions"]`` is ``None`` or (capability ``offsets``) a frozenset of
+    ``TopicPartition``: then the consumer has no group and reads exactly those
+    partitions (``topics`` are their topics), from ``offset_reset``, and no other:
+    ``assignment()`` is that set from the start, new partitions of the topics are not
+    added and nothing rebalances. A partition that does not exist yet is read once it
+    does.
     """
 
     #: Set by the core before the first ``poll_batch`` when the driver implements
@@ -358,6 +386,39 @@ class ConsumerDriver(abc.ABC):
         """Optional (capability ``pause``): fetch again from these paused partitions,
         from where their returned messages end. Not paused or not assigned: ignored."""
         raise UnsupportedError(f"{type(self).__name__} cannot resume partitions")
+
+    # -- positions (capability ``offsets``) ---------------------------------------------------
+    #
+    # The core checks the arguments (valid names, partition numbers, timestamps) and
+    # passes ``timeout`` as seconds, never ``None`` (its default bound fills it in). Any
+    # partition of any topic may be asked about, assigned or not. A topic or partition
+    # the cluster does not have raises ``bus.UnknownTopicError``; no answer within
+    # ``timeout`` raises ``bus.TimeoutError``. Called from the consuming thread, never
+    # while ``poll_batch`` runs; positions and fetching are unchanged.
+
+    def watermarks(self, topic: str, partition: int, timeout: float) -> tuple[int, int]:
+        """Optional (capability ``offsets``): ``(low, high)`` of the partition: the
+        offset of the first message still in the log, and the offset the next message
+        written gets (``low == high``: empty)."""
+        raise UnsupportedError(f"{type(self).__name__} cannot read watermarks")
+
+    def offsets_for_times(
+        self, times: Mapping[TopicPartition, int], timeout: float
+    ) -> dict[TopicPartition, int | None]:
+        """Optional (capability ``offsets``): per partition, the earliest offset whose
+        message's timestamp is at or after the milliseconds given; ``None`` when no
+        message is that late. ``times`` is never empty."""
+        raise UnsupportedError(f"{type(self).__name__} cannot look up offsets for times")
+
+    def committed(
+        self, partitions: frozenset[TopicPartition], timeout: float
+    ) -> dict[TopicPartition, int | None]:
+        """Optional (capability ``offsets``): the group's committed position of each
+        partition (the offset of the next message to read), as the cluster has it now;
+        ``None`` where nothing is committed. Only called with a group (the core raises
+        ``bus.CommitError`` without one) and with at least one partition (the core
+        gives the assignment for ``partitions=None``)."""
+        raise UnsupportedError(f"{type(self).__name__} cannot read committed positions")
 
     @abc.abstractmethod
     def poll_batch(self, max_messages: int, timeout: float | None) -> list[Message]:
@@ -446,6 +507,22 @@ class AsyncConsumerDriver(abc.ABC):
     def resume(self, partitions: Collection[TopicPartition]) -> None:
         """Optional: as ``ConsumerDriver.resume``."""
         raise UnsupportedError(f"{type(self).__name__} cannot resume partitions")
+
+    async def watermarks(self, topic: str, partition: int, timeout: float) -> tuple[int, int]:
+        """Optional: as ``ConsumerDriver.watermarks``."""
+        raise UnsupportedError(f"{type(self).__name__} cannot read watermarks")
+
+    async def offsets_for_times(
+        self, times: Mapping[TopicPartition, int], timeout: float
+    ) -> dict[TopicPartition, int | None]:
+        """Optional: as ``ConsumerDriver.offsets_for_times``."""
+        raise UnsupportedError(f"{type(self).__name__} cannot look up offsets for times")
+
+    async def committed(
+        self, partitions: frozenset[TopicPartition], timeout: float
+    ) -> dict[TopicPartition, int | None]:
+        """Optional: as ``ConsumerDriver.committed``."""
+        raise UnsupportedError(f"{type(self).__name__} cannot read committed positions")
 
     @abc.abstractmethod
     async def poll_batch(self, max_messages: int, timeout: float | None) -> list[Message]: ...

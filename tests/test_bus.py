@@ -162,3 +162,59 @@ def test_the_fast_constructors_build_equal_values() -> None:
     assert acknowledged("t", 1, 2, None) == bus.Delivery("t", 1, 2, None)
     with pytest.raises(AttributeError):
         made.value = b"other"  # type: ignore[misc]
+
+
+def test_positions_and_given_partitions_need_the_offsets_capability() -> None:
+    """A backend without ``offsets``: the core refuses before its driver is asked."""
+    from backends.memory._backend import MemoryBackend
+    from bus._plugins import Registry, reset_registry
+    from bus.spi import BackendDescriptor
+
+    class Plugin:
+        @staticmethod
+        @bus.hookimpl
+        def bus_register_backends() -> list[BackendDescriptor]:
+            return [
+                BackendDescriptor(
+                    name="plain",
+                    schemes=("plain",),
+                    capabilities=frozenset({"sync", "async", "consumer_groups"}),
+                    factory=MemoryBackend,
+                )
+            ]
+
+    tp = bus.TopicPartition("t", 0)
+    reset_registry(Registry.load(plugins=[Plugin]))
+    try:
+        with bus.connect(f"plain://{uuid.uuid4().hex[:8]}") as b:
+            for make in (b.consumer, b.async_consumer):
+                with pytest.raises(bus.UnsupportedError, match="'offsets'"):
+                    make(partitions=[tp])
+            with b.consumer("t", group="g") as consumer:
+                for call in (
+                    lambda: consumer.watermarks("t", 0),
+                    lambda: consumer.offsets_for_times({tp: 0}),
+                    consumer.committed,
+                ):
+                    with pytest.raises(bus.UnsupportedError, match="'offsets'"):
+                        call()
+
+            async def lookups() -> None:
+                async with b.async_consumer("t") as consumer:
+                    with pytest.raises(bus.UnsupportedError, match="'offsets'"):
+                        await consumer.watermarks("t", 0)
+
+            asyncio.run(lookups())
+    finally:
+        reset_registry()
+
+
+def test_a_consumer_of_given_partitions_has_their_topics() -> None:
+    with bus.connect(_url()) as b:
+        given = [bus.TopicPartition("b", 1), bus.TopicPartition("a", 0), bus.TopicPartition("b", 0)]
+        with b.consumer(partitions=given) as consumer:
+            assert consumer.topics == ("a", "b")
+            assert consumer.group is None
+            assert consumer.assignment() == set(given)
+        with b.consumer(partitions=frozenset(given[:1])) as consumer:
+            assert consumer.topics == ("b",)

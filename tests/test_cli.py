@@ -37,7 +37,7 @@ from hypothesis import strategies as st
 import bus
 from bus import _cli
 from bus._checks import RANGES, check_optional_int
-from bus._cli import main
+from bus._cli import MEMORY_HINT, main
 from bus._plugins import Registry, registry, reset_registry
 from bus.spi import CAPABILITIES, Backend, BackendDescriptor
 
@@ -627,7 +627,27 @@ def test_script_broken_pipe_is_one_line(tmp_path: Path) -> None:
         process.stdout.close()
         err = process.stderr.read().decode()
         assert process.wait(timeout=60) == 1
-    assert err == "bus: error: output closed before everything was written (broken pipe)\n"
+    assert err == (
+        f"bus: {MEMORY_HINT}\n"  # no --url, no $BUS_URL: said once
+        "bus: error: output closed before everything was written (broken pipe)\n"
+    )
+
+
+@pytest.mark.parametrize(
+    "command", [["produce", "cli-hint"], ["consume", "cli-hint", "--timeout", "0.1"]]
+)
+def test_produce_and_consume_on_the_default_url_say_once_that_it_is_private(
+    command: list[str], capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("BUS_URL", raising=False)
+    monkeypatch.setattr("sys.stdin", io.StringIO("one\n"))
+    assert main(command) == 0
+    err = capsys.readouterr().err
+    assert err.count("memory://") == 1 and "sqlite:///bus.db" in err and "kafka://" in err
+    monkeypatch.setenv("BUS_URL", "memory://")  # named: the user chose it
+    monkeypatch.setattr("sys.stdin", io.StringIO("one\n"))
+    assert main(command) == 0
+    assert "sqlite:///bus.db" not in capsys.readouterr().err
 
 
 def test_produce_sends_each_line_as_it_is_read(
@@ -702,7 +722,8 @@ def test_script_broken_pipe_with_async_delivery_reports_is_one_line(
         process.stdout.close()
         err = process.stderr.read().decode()
         assert process.wait(timeout=60) == 1
-    assert err == "bus: error: output closed before everything was written (broken pipe)\n"
+    hint = "" if api == "asyncio" else f"bus: {MEMORY_HINT}\n"  # no --url, no $BUS_URL
+    assert err == hint + "bus: error: output closed before everything was written (broken pipe)\n"
 
 
 # -- bus consume ----------------------------------------------------------------------------

@@ -16,12 +16,16 @@ from collections.abc import Coroutine, Mapping
 from typing import Any, TypeVar
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from aiokafka import TopicPartition as RawTP
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
-from aiokafka.errors import KafkaError
+from aiokafka.coordinator.protocol import ConsumerProtocol
+from aiokafka.errors import GroupIdNotFound, KafkaError
 
 import bus
+from backends._kafka_groups import group_state, member_host
 from backends._kafka_options import merged
 from backends.aiokafka import _auth
+from backends.aiokafka._client import no_auto_create
 from backends.aiokafka._consumer import AioKafkaConsumer
 from backends.aiokafka._errors import OTHER, mapped
 from backends.aiokafka._producer import AioKafkaProducer
@@ -31,9 +35,16 @@ from backends.aiokafka._settings import (
     consumer_kwargs,
     producer_kwargs,
 )
-from bus.spi import AsyncConsumerDriver, AsyncProducerDriver, Backend, BackendConfig
+from bus.spi import (
+    AsyncConsumerDriver,
+    AsyncProducerDriver,
+    Backend,
+    BackendConfig,
+    group_description,
+)
 
 _T = TypeVar("_T")
+_CONSUMER = ConsumerProtocol.PROTOCOL_TYPE  # "consumer"
 _Kwargs = TypeVar("_Kwargs", bound=Mapping[str, Any])
 
 _auth.install_log_filter()
@@ -54,6 +65,7 @@ class AioKafkaBackend(Backend):
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
         self._admin_client: AIOKafkaAdminClient | None = None
+        self._offsets_reader: AIOKafkaConsumer | None = None  # log end offsets
         self._lock = threading.Lock()
 
     def async_producer(self, settings: Mapping[str, Any]) -> AsyncProducerDriver:
@@ -84,6 +96,8 @@ class AioKafkaBackend(Backend):
         future = asyncio.run_coroutine_threadsafe(coro, self._loop)
         try:
             return future.result(self._timeout + 5)
+        except bus.TimeoutError:  # the call's own, with what it says (a builtin one too)
+            raise
         except TimeoutError:
             future.cancel()
             raise bus.TimeoutError(f"admin call took longer than {self._timeout:g}s") from None
@@ -183,9 +197,121 @@ class AioKafkaBackend(Backend):
 
         self._run(bounded())
 
+    # -- consumer groups (on the private loop) ------------------------------------------
+
+    def _bounded(self, coro: Coroutine[Any, Any, _T], timeout: float | None, what: str) -> _T:
+        """Run ``coro`` on the private loop within ``timeout`` seconds (``None``:
+        ``admin_timeout``)."""
+        seconds = self._timeout if timeout is None else timeout
+
+        async def bounded() -> _T:
+            try:
+                return await asyncio.wait_for(coro, seconds)
+            except asyncio.TimeoutError:
+                raise bus.TimeoutError(
+                    f"{what}: no answer from the cluster within {seconds:g}s"
+                ) from None
+
+        return self._run(bounded())
+
+    async def _list_groups(self) -> list[str]:
+        admin = await self._admin()
+        try:
+            listed = await admin.list_consumer_groups()
+        except KafkaError as exc:
+            raise mapped(exc, OTHER, "list consumer groups") from exc
+        # Consumer groups only (protocol type "consumer", or "" for offsets alone), as
+        # Kafka's own admin client lists them: not Connect's workers, say.
+        return sorted({entry[0] for entry in listed if entry[1] in (_CONSUMER, "")})
+
+    def groups(self, timeout: float | None) -> list[str]:
+        return self._bounded(self._list_groups(), timeout, "list consumer groups")
+
+    async def _describe(self, group: str) -> bus.GroupDescription:
+        from aiokafka.errors import for_code
+
+        admin = await self._admin()
+        what = f"describe consumer group {group!r}"
+        try:
+            (response,) = await admin.describe_consumer_groups([group])
+            offsets = await admin.list_consumer_group_offsets(group)
+        except KafkaError as exc:
+            raise mapped(exc, OTHER, what) from exc
+        (found,) = [g for g in response.groups if g[1] == group]
+        error_code, _, native_state, protocol_type, _, raw_members = found[:6]
+        if error_code:
+            error = for_code(error_code)(what)
+            if isinstance(error, GroupIdNotFound):
+                raise bus.UnknownGroupError(f"consumer group {group!r} does not exist")
+            raise mapped(error, OTHER, what)
+        committed = {
+            bus.TopicPartition(tp.topic, tp.partition): meta.offset
+            for tp, meta in offsets.items()
+            if meta.offset >= 0
+        }
+        members = [
+            bus.GroupMember(
+                member_id,
+                client_id or None,
+                member_host(host),
+                _assignment(raw) if protocol_type == _CONSUMER else frozenset(),
+            )
+            for member_id, client_id, host, _, raw in raw_members
+        ]
+        state = group_state(native_state)
+        if state == "dead" and not members and not committed:
+            raise bus.UnknownGroupError(f"consumer group {group!r} does not exist")
+        wanted = set(committed).union(*(m.assignment for m in members))
+        return group_description(group, state, members, committed, await self._ends(wanted))
+
+    async def _ends(self, partitions: set[bus.TopicPartition]) -> dict[bus.TopicPartition, int]:
+        """The log end offset of each of ``partitions`` whose topic still exists, through
+        a consumer without a group (made on first use, kept until ``close``)."""
+        counts = await self._metadata() if partitions else {}
+        raw = [
+            RawTP(tp.topic, tp.partition)
+            for tp in partitions
+            if tp.partition < counts.get(tp.topic, 0)
+        ]
+        if not raw:
+            return {}
+        reader = await self._reader()
+        try:
+            with no_auto_create():
+                ends = await reader.end_offsets(raw)
+        except KafkaError as exc:
+            raise mapped(exc, OTHER, "log end offsets") from exc
+        return {bus.TopicPartition(tp.topic, tp.partition): end for tp, end in ends.items()}
+
+    async def _reader(self) -> AIOKafkaConsumer:
+        if self._offsets_reader is None:
+            kwargs = {
+                **self._common,
+                "enable_auto_commit": False,
+                "request_timeout_ms": int(self._timeout * 1000),
+            }
+            reader = AIOKafkaConsumer(**kwargs)
+            try:
+                with no_auto_create():
+                    await _auth.start(reader.start(), kwargs, self._timeout)
+            except BaseException as exc:  # cancelled by the call's timeout too: stop it
+                await reader.stop()
+                if isinstance(exc, (KafkaError, asyncio.TimeoutError, OSError)):
+                    what = "aiokafka:// offsets reader could not connect"
+                    raise mapped(exc, OTHER, what) from exc
+                raise
+            self._offsets_reader = reader
+        return self._offsets_reader
+
+    def describe_group(self, group: str, timeout: float | None) -> bus.GroupDescription:
+        return self._bounded(self._describe(group), timeout, f"describe consumer group {group!r}")
+
     def close(self) -> None:
         if self._loop is None:
             return
+        if self._offsets_reader is not None:
+            reader, self._offsets_reader = self._offsets_reader, None
+            self._run(reader.stop())
         if self._admin_client is not None:
             client = self._admin_client
             self._admin_client = None
@@ -195,6 +321,14 @@ class AioKafkaBackend(Backend):
             self._thread.join(5)
         self._loop.close()
         self._loop = None
+
+
+def _assignment(raw: bytes) -> frozenset[bus.TopicPartition]:
+    """A member's assignment, from the consumer protocol's bytes (none: nothing yet)."""
+    if not raw:
+        return frozenset()
+    decoded = ConsumerProtocol.ASSIGNMENT.decode(raw)
+    return frozenset(bus.TopicPartition(tp.topic, tp.partition) for tp in decoded.partitions())
 
 
 def _raise_topic_errors(response: Any, name: str) -> None:

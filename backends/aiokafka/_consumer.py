@@ -17,6 +17,7 @@ import asyncio
 import contextlib
 import inspect
 import logging
+import math
 import time
 from collections.abc import Callable, Collection, Mapping
 from typing import Any
@@ -110,6 +111,11 @@ class AioKafkaConsumer(AsyncConsumerDriver):
         self._unstarted: AIOKafkaConsumer | None = None  # the client being started
         # Topics of a consumer without a group that the cluster says it may not read.
         self._denied: set[str] = set()
+        # partitions=: just these (aiokafka is told once started), never refreshed.
+        self._fixed: frozenset[bus.TopicPartition] | None = settings.get("partitions")
+        if self._fixed is not None:
+            self._next_metadata = math.inf
+            self._assigned = {(tp.topic, tp.partition) for tp in self._fixed}
 
     # -- life cycle --------------------------------------------------------------------------
 
@@ -153,7 +159,9 @@ class AioKafkaConsumer(AsyncConsumerDriver):
         # it, or it would stay a member of the group that never reads.
         self._unstarted = None
         self._raw = raw
-        if self._group is None:
+        if self._fixed is not None:
+            raw.assign([RawTP(tp.topic, tp.partition) for tp in sorted(self._fixed)])
+        elif self._group is None:
             await self._refresh_standalone()
 
     async def _refresh_standalone(self) -> None:
@@ -500,11 +508,103 @@ class AioKafkaConsumer(AsyncConsumerDriver):
         if (topic, partition) not in self._assigned:
             raise ValueError(f"cannot seek {topic}[{partition}]: not assigned to this consumer")
         raw = self._raw
-        assert raw is not None  # it has an assignment
+        if raw is None:  # partitions= are assigned before the client starts
+            raw = await self._started(time.monotonic() + _START_TIMEOUT, "seek")
         self._returned.pop((topic, partition), None)
         self._given.forget({(topic, partition)})
         self._unpark({(topic, partition)})
         raw.seek(RawTP(topic, partition), offset)
+
+    # -- positions ---------------------------------------------------------------------------
+    #
+    # aiokafka answers for any partition, assigned or not, but waits for one it has no
+    # leader for until its request_timeout_ms, so each lookup first checks the
+    # partitions in the cluster's metadata (what the client knows, else a fresh
+    # answer); the whole call keeps the core's bound. A ListOffsets request shares the
+    # broker connection with the fetcher's long poll, so while nothing is flowing it
+    # waits for that fetch to end (fetch_max_wait_ms, 500 ms by default) first.
+
+    async def _started(self, deadline: float, what: str) -> AIOKafkaConsumer:
+        """The started client, waiting for its start until ``deadline``."""
+        if self._raw is not None:
+            return self._raw
+        if self._starting is None:
+            self._starting = asyncio.get_running_loop().create_task(self._start())
+        starting = self._starting
+        await asyncio.wait({starting}, timeout=max(0.0, deadline - time.monotonic()))
+        if not starting.done():
+            raise bus.TimeoutError(f"{what}: the consumer did not connect in time")
+        if self._starting is starting:
+            self._starting = None
+        if starting.cancelled():  # by close()
+            raise bus.ClosedError("AsyncConsumer is closed")
+        starting.result()  # the start's bus error, if it failed
+        assert self._raw is not None
+        return self._raw
+
+    @staticmethod
+    async def _bounded(work: Any, deadline: float, what: str) -> Any:
+        try:
+            return await asyncio.wait_for(work, max(0.0, deadline - time.monotonic()))
+        except KafkaError as exc:
+            raise mapped(exc, OTHER, what) from exc
+        except asyncio.TimeoutError:
+            raise bus.TimeoutError(f"{what}: no answer from the cluster in time") from None
+
+    async def _known(self, keys: Collection[Key], deadline: float, what: str) -> AIOKafkaConsumer:
+        """The started client, once the cluster's metadata shows every partition;
+        ``bus.UnknownTopicError`` if one is missing."""
+        raw = await self._started(deadline, what)
+        cluster = raw._client.cluster
+        if any(p not in (cluster.partitions_for_topic(t) or ()) for t, p in keys):
+            cluster = await self._bounded(raw._client.fetch_all_metadata(), deadline, what)
+        for topic, partition in sorted(keys):
+            found = cluster.partitions_for_topic(topic)
+            if found is None:
+                raise bus.UnknownTopicError(f"{what}: topic {topic!r} does not exist")
+            if partition not in found:
+                raise bus.UnknownTopicError(f"{what}: {topic}[{partition}] does not exist")
+        return raw
+
+    async def watermarks(self, topic: str, partition: int, timeout: float) -> tuple[int, int]:
+        deadline = time.monotonic() + timeout
+        what = f"watermarks of {topic}[{partition}]"
+        raw = await self._known({(topic, partition)}, deadline, what)
+        tp = RawTP(topic, partition)
+        low, high = await self._bounded(
+            asyncio.gather(raw.beginning_offsets([tp]), raw.end_offsets([tp])), deadline, what
+        )
+        return low[tp], high[tp]
+
+    async def offsets_for_times(
+        self, times: Mapping[bus.TopicPartition, int], timeout: float
+    ) -> dict[bus.TopicPartition, int | None]:
+        deadline = time.monotonic() + timeout
+        what = "offsets_for_times"
+        raw = await self._known({(tp.topic, tp.partition) for tp in times}, deadline, what)
+        asked = {RawTP(tp.topic, tp.partition): ms for tp, ms in times.items()}
+        found = await self._bounded(raw.offsets_for_times(asked), deadline, what)
+        # OffsetAndTimestamp, or None where no message is that late.
+        return {
+            bus.TopicPartition(tp.topic, tp.partition): None if hit is None else hit.offset
+            for tp, hit in found.items()
+        }
+
+    async def committed(
+        self, partitions: frozenset[bus.TopicPartition], timeout: float
+    ) -> dict[bus.TopicPartition, int | None]:
+        deadline = time.monotonic() + timeout
+        what = "committed positions"
+        ordered = sorted(partitions)
+        raw = await self._known({(tp.topic, tp.partition) for tp in ordered}, deadline, what)
+        # One OffsetFetch per partition (aiokafka's public call takes one); None: nothing
+        # committed.
+        found = await self._bounded(
+            asyncio.gather(*(raw.committed(RawTP(tp.topic, tp.partition)) for tp in ordered)),
+            deadline,
+            what,
+        )
+        return dict(zip(ordered, found, strict=True))
 
     def assignment(self) -> frozenset[bus.TopicPartition]:
         return frozenset(bus.TopicPartition(t, p) for t, p in self._assigned)

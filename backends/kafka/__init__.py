@@ -68,6 +68,7 @@ def bus_register_backends() -> Iterable[BackendDescriptor]:
                     "cross_process",
                     "idempotence",
                     "pause",
+                    "offsets",
                 }
             ),
             factory=_connect,

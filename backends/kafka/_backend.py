@@ -7,23 +7,39 @@ import time
 from collections.abc import Mapping
 from typing import Any
 
-from confluent_kafka import KafkaError, KafkaException
+from confluent_kafka import (
+    ConsumerGroupTopicPartitions,
+    KafkaError,
+    KafkaException,
+    TopicPartition,
+)
 from confluent_kafka.admin import (  # type: ignore[attr-defined]
     AdminClient,
     ConfigResource,
     NewTopic,
+    OffsetSpec,
 )
 
 import bus
+from backends._kafka_groups import group_state, member_host
 from backends._kafka_options import merged
 from backends.kafka._consumer import KafkaConsumer
-from backends.kafka._errors import OTHER, Standing, mapped
+from backends.kafka._errors import OTHER, Standing, mapped, with_cause
 from backends.kafka._producer import KafkaProducer
 from backends.kafka._settings import common_config, consumer_config, producer_config
-from bus.spi import Backend, BackendConfig, ConsumerDriver, ProducerDriver
+from bus.spi import (
+    Backend,
+    BackendConfig,
+    ConsumerDriver,
+    ProducerDriver,
+    group_description,
+)
 
 #: Longest one wait for an admin answer lasts before looking for a refused login.
 _SLICE = 0.1
+
+#: The deadline (``time.monotonic()``) of an admin call and the seconds it was given.
+_Budget = tuple[float, float]
 
 
 class KafkaBackend(Backend):
@@ -118,16 +134,18 @@ class KafkaBackend(Backend):
             raise mapped(exc, OTHER, "ping") from exc
         self._standing.check()
 
-    def _result(self, future: Any, what: str) -> None:
-        """Wait for an admin future within ``admin_timeout``, raising what the cluster
+    def _result(self, future: Any, what: str, within: _Budget | None = None) -> Any:
+        """Wait for an admin future within ``admin_timeout`` (or the ``within`` budget
+        of a call of several requests) and return its result, raising what the cluster
         said, or a refused login as soon as librdkafka reports it."""
         admin = self._admin()
-        deadline = time.monotonic() + self._timeout
+        deadline, seconds = within or self._budget(None)
+        limit = f"{seconds:g}s (admin_timeout)" if within is None else f"{seconds:g}s"
         while True:
             try:
-                future.result(timeout=max(0.0, min(_SLICE, deadline - time.monotonic())))
+                result = future.result(timeout=max(0.0, min(_SLICE, deadline - time.monotonic())))
                 self._standing.clear()
-                return
+                return result
             except KafkaException as exc:
                 raise mapped(exc, OTHER, what) from exc
             except TimeoutError:  # concurrent.futures': not done yet
@@ -135,8 +153,7 @@ class KafkaBackend(Backend):
                 self._standing.check()
                 if time.monotonic() >= deadline:
                     raise bus.TimeoutError(
-                        f"{what}: no answer from the cluster within {self._timeout:g}s "
-                        "(admin_timeout)"
+                        f"{what}: no answer from the cluster within {limit}"
                     ) from None
 
     def _wait_for(self, name: str, partitions: int | None) -> None:
@@ -192,3 +209,82 @@ class KafkaBackend(Backend):
         if meta is None or meta.error is not None or not meta.partitions:
             raise bus.UnknownTopicError(f"topic {topic!r} does not exist")
         return sorted(meta.partitions)
+
+    # -- consumer groups --------------------------------------------------------------------
+
+    def _budget(self, timeout: float | None) -> _Budget:
+        seconds = self._timeout if timeout is None else timeout
+        return time.monotonic() + seconds, seconds
+
+    def _left(self, within: _Budget) -> float:
+        """The ``request_timeout`` librdkafka gets for a call with budget ``within``:
+        never less than ``admin_timeout``. ``_result`` keeps the caller's deadline and
+        abandons a future that runs late; a request that librdkafka times out itself
+        while its answer comes in can abort the process (librdkafka 2.x: an assertion
+        in ``rd_kafka_enq_once_del_source_return``), as short ones do."""
+        return max(self._timeout, within[1])
+
+    def groups(self, timeout: float | None) -> list[str]:
+        within = self._budget(timeout)
+        future = self._admin().list_consumer_groups(request_timeout=self._left(within))
+        listed = self._result(future, "list consumer groups", within)
+        if listed.errors:
+            error = listed.errors[0]
+            raise with_cause(mapped(error, OTHER, "list consumer groups"), error)
+        return sorted({g.group_id for g in listed.valid})
+
+    def describe_group(self, group: str, timeout: float | None) -> bus.GroupDescription:
+        within = self._budget(timeout)
+        admin = self._admin()
+        # Both requests at once: they go to the group's coordinator.
+        described = admin.describe_consumer_groups([group], request_timeout=self._left(within))
+        offsets = admin.list_consumer_group_offsets(
+            [ConsumerGroupTopicPartitions(group)], request_timeout=self._left(within)
+        )
+        what = f"describe consumer group {group!r}"
+        found = self._result(described[group], what, within)
+        listed = self._result(offsets[group], what, within)
+        committed = {
+            bus.TopicPartition(tp.topic, tp.partition): tp.offset
+            for tp in listed.topic_partitions or ()
+            if tp.offset >= 0
+        }
+        members = [
+            bus.GroupMember(
+                m.member_id,
+                m.client_id or None,
+                member_host(m.host),
+                frozenset(
+                    bus.TopicPartition(tp.topic, tp.partition)
+                    for tp in (m.assignment.topic_partitions if m.assignment else ())
+                ),
+            )
+            for m in found.members or ()
+        ]
+        state = group_state(found.state.name)
+        if state == "dead" and not members and not committed:
+            raise bus.UnknownGroupError(f"consumer group {group!r} does not exist")
+        wanted = set(committed).union(*(m.assignment for m in members))
+        return group_description(group, state, members, committed, self._ends(wanted, what, within))
+
+    def _ends(
+        self, partitions: set[bus.TopicPartition], what: str, within: _Budget
+    ) -> dict[bus.TopicPartition, int]:
+        """The log end offset of each of ``partitions`` that still exists."""
+        if not partitions:
+            return {}
+        futures = self._admin().list_offsets(
+            {
+                TopicPartition(tp.topic, tp.partition): OffsetSpec.latest()  # type: ignore[no-untyped-call]
+                for tp in partitions
+            },
+            request_timeout=self._left(within),
+        )
+        ends = {}
+        for tp, future in futures.items():
+            try:
+                info = self._result(future, what, within)
+            except bus.UnknownTopicError:
+                continue  # deleted meanwhile
+            ends[bus.TopicPartition(tp.topic, tp.partition)] = info.offset
+        return ends

@@ -8,10 +8,11 @@ the application polls again; librdkafka's auto-commit commits only stored offset
 from __future__ import annotations
 
 import logging
+import math
 import threading
 import time
 from collections.abc import Callable, Collection, Mapping
-from typing import Any
+from typing import Any, TypeVar
 
 from confluent_kafka import OFFSET_BEGINNING, OFFSET_END, KafkaError, KafkaException
 from confluent_kafka import Consumer as RawConsumer
@@ -19,7 +20,7 @@ from confluent_kafka import TopicPartition as RawTP
 
 import bus
 from backends._kafka_options import METADATA_EVERY, METADATA_WHILE_EMPTY
-from backends.kafka._errors import COMMIT, OTHER, Standing, mapped, with_cause
+from backends.kafka._errors import COMMIT, OTHER, Standing, error_of, mapped, with_cause
 from bus.spi import (
     ConsumerDriver,
     GivenBack,
@@ -35,6 +36,15 @@ LOGGER = logging.getLogger("bus.kafka")
 _SLICE = 0.1
 
 Key = tuple[str, int]
+
+_T = TypeVar("_T")
+
+#: What librdkafka says when a lookup reached no broker within its timeout.
+_UNREACHED = frozenset({KafkaError._TRANSPORT, KafkaError._ALL_BROKERS_DOWN})
+#: Retriable in Kafka's protocol, but a lookup's answer: the topic or partition is not there.
+_UNKNOWN = frozenset(
+    {KafkaError.UNKNOWN_TOPIC_OR_PART, KafkaError._UNKNOWN_TOPIC, KafkaError._UNKNOWN_PARTITION}
+)
 
 
 class _Record(RecordMessage):
@@ -83,6 +93,22 @@ def _tps(keys: Any) -> set[bus.TopicPartition]:
     return {bus.TopicPartition(t, p) for t, p in keys}
 
 
+def _left(deadline: float) -> float:
+    """Seconds to ``deadline``, at least a millisecond (librdkafka's 0 means "now")."""
+    return max(0.001, deadline - time.monotonic())
+
+
+def _offsets(found: list[Any]) -> dict[bus.TopicPartition, int | None]:
+    """librdkafka's answer per partition: an offset, ``None`` for a negative one (no
+    such message, nothing committed); a partition's error raised."""
+    out: dict[bus.TopicPartition, int | None] = {}
+    for tp in found:
+        if tp.error is not None:
+            raise KafkaException(tp.error)
+        out[bus.TopicPartition(tp.topic, tp.partition)] = tp.offset if tp.offset >= 0 else None
+    return out
+
+
 class KafkaConsumer(ConsumerDriver):
     def __init__(
         self,
@@ -126,6 +152,17 @@ class KafkaConsumer(ConsumerDriver):
                 on_revoke=self._revoked_cb,
                 on_lost=self._lost_cb,
             )
+        given: frozenset[bus.TopicPartition] | None = settings.get("partitions")
+        if given is not None:  # partitions=: just these, from the start, never refreshed
+            self._next_metadata = math.inf
+            self._assigned = {(tp.topic, tp.partition) for tp in given}
+            start = OFFSET_END if self._latest else OFFSET_BEGINNING
+            assign = [RawTP(t, p, start) for t, p in sorted(self._assigned)]
+            try:
+                self._raw.incremental_assign(assign)
+            except KafkaException as exc:
+                self._raw.close()
+                raise mapped(exc, OTHER, "kafka:// consumer of partitions") from exc
 
     # -- errors librdkafka retries by itself ------------------------------------------------------
 
@@ -431,6 +468,95 @@ class KafkaConsumer(ConsumerDriver):
                 self._raw.incremental_assign([RawTP(topic, partition, offset)])
             except KafkaException:
                 raise mapped(exc, OTHER, f"seek {topic}[{partition}]") from exc
+
+    # -- positions ---------------------------------------------------------------------------
+    #
+    # librdkafka answers for any partition, assigned or not, but for one of a topic it
+    # does not know it answers "unknown partition" only at times (or waits): each
+    # lookup first asks the cluster's metadata for the topics. A retriable error (no
+    # broker connected yet, a leader moving) is tried again until the core's bound.
+
+    def _retried(self, call: Callable[[float], _T], deadline: float, what: str) -> _T:
+        """``call(seconds left)``, again on a retriable ``KafkaException`` until
+        ``deadline``; what it raises last as a bus error."""
+        while True:
+            try:
+                return call(_left(deadline))
+            except KafkaException as exc:
+                error = error_of(exc)
+                again = (
+                    error is not None
+                    and error.code() not in _UNKNOWN
+                    and (error.retriable() or error.code() in _UNREACHED)
+                )
+                if not again or time.monotonic() >= deadline:
+                    raise self._lookup_error(exc, what) from exc
+            time.sleep(max(0.0, min(_SLICE, deadline - time.monotonic())))
+
+    def _lookup_error(self, exc: KafkaException, what: str) -> bus.BusError:
+        """A lookup's failure: a refused login as such; no broker reached in time (not
+        connected yet, or away) as ``bus.TimeoutError``, as librdkafka's own timeout is."""
+        self._standing.check()
+        error = error_of(exc)
+        if error is not None and error.code() in _UNREACHED:
+            return bus.TimeoutError(f"{what}: no answer from the cluster in time ({error.str()})")
+        return mapped(exc, OTHER, what)
+
+    def _check_known(self, keys: Collection[Key], deadline: float, what: str) -> None:
+        """Raise ``bus.UnknownTopicError`` unless every partition exists."""
+        for topic in sorted({t for t, _ in keys}):
+
+            def ask(left: float, topic: str = topic) -> Any:
+                meta = self._raw.list_topics(topic, timeout=left).topics.get(topic)
+                if meta is not None and meta.error is not None:
+                    raise KafkaException(meta.error)
+                return meta
+
+            meta = self._retried(ask, deadline, f"{what}: topic {topic!r}")
+            if meta is None:
+                raise bus.UnknownTopicError(f"{what}: topic {topic!r} does not exist")
+            for t, p in keys:
+                if t == topic and p not in meta.partitions:
+                    raise bus.UnknownTopicError(f"{what}: {t}[{p}] does not exist")
+
+    def watermarks(self, topic: str, partition: int, timeout: float) -> tuple[int, int]:
+        deadline = time.monotonic() + timeout
+        what = f"watermarks of {topic}[{partition}]"
+        self._check_known({(topic, partition)}, deadline, what)
+
+        def ask(left: float) -> tuple[int, int]:
+            found = self._raw.get_watermark_offsets(RawTP(topic, partition), left, False)
+            if found is None:  # librdkafka's timeout
+                raise KafkaException(KafkaError(KafkaError._TIMED_OUT))
+            low, high = found
+            return low, high
+
+        return self._retried(ask, deadline, what)
+
+    def offsets_for_times(
+        self, times: Mapping[bus.TopicPartition, int], timeout: float
+    ) -> dict[bus.TopicPartition, int | None]:
+        deadline = time.monotonic() + timeout
+        what = "offsets_for_times"
+        self._check_known({(tp.topic, tp.partition) for tp in times}, deadline, what)
+        asked = [RawTP(tp.topic, tp.partition, ms) for tp, ms in times.items()]
+        # The broker answers -1 (OFFSET_END) where no message is that late.
+        return self._retried(
+            lambda left: _offsets(self._raw.offsets_for_times(asked, timeout=left)), deadline, what
+        )
+
+    def committed(
+        self, partitions: frozenset[bus.TopicPartition], timeout: float
+    ) -> dict[bus.TopicPartition, int | None]:
+        deadline = time.monotonic() + timeout
+        what = "committed positions"
+        keys = {(tp.topic, tp.partition) for tp in partitions}
+        self._check_known(keys, deadline, what)
+        asked = [RawTP(t, p) for t, p in sorted(keys)]
+        # Nothing committed: OFFSET_INVALID (-1001).
+        return self._retried(
+            lambda left: _offsets(self._raw.committed(asked, timeout=left)), deadline, what
+        )
 
     def assignment(self) -> frozenset[bus.TopicPartition]:
         return frozenset(_tps(self._assigned))

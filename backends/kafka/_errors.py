@@ -72,6 +72,8 @@ def mapped(error: Any, context: str, what: str = "") -> bus.BusError:
         return bus.UnknownTopicError(message)
     if code == KafkaError.TOPIC_ALREADY_EXISTS:
         return bus.TopicExistsError(message)
+    if code == KafkaError.GROUP_ID_NOT_FOUND:
+        return bus.UnknownGroupError(message)
     if code in _CONFIG:
         return bus.ConfigError(message)
     if code in (KafkaError._PURGE_QUEUE, KafkaError._PURGE_INFLIGHT):

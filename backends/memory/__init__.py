@@ -76,6 +76,7 @@ def bus_register_backends() -> Iterable[BackendDescriptor]:
                     "admin",
                     "idempotence",
                     "pause",
+                    "offsets",
                 }
             ),
             factory=_connect,

@@ -7,11 +7,18 @@ from collections.abc import Mapping
 from typing import Any
 
 from backends.memory._async import AsyncMemoryConsumer, AsyncMemoryProducer
-from backends.memory._group import ConsumerState
+from backends.memory._group import ConsumerState, Group
 from backends.memory._log import broker_named
 from backends.memory._produce import Appender
 from backends.memory._sync import MemoryConsumer, MemoryProducer
-from bus import ConfigError, UnknownTopicError
+from bus import (
+    ConfigError,
+    GroupDescription,
+    GroupMember,
+    TopicPartition,
+    UnknownGroupError,
+    UnknownTopicError,
+)
 from bus.spi import (
     AsyncConsumerDriver,
     AsyncProducerDriver,
@@ -19,6 +26,7 @@ from bus.spi import (
     BackendConfig,
     ConsumerDriver,
     ProducerDriver,
+    group_description,
 )
 
 _NAME = re.compile(r"[A-Za-z0-9._\-]*")
@@ -83,3 +91,46 @@ class MemoryBackend(Backend):
             if found is None:
                 raise UnknownTopicError(f"topic {topic!r} does not exist")
             return list(range(len(found.logs)))
+
+    def _committed(self, group: Group) -> dict[TopicPartition, int]:
+        """The group's committed positions in partitions that exist now."""
+        topics = self.broker.topics
+        return {
+            tp: offset
+            for tp, offset in group.committed.items()
+            if (topic := topics.get(tp.topic)) is not None and tp.partition < len(topic.logs)
+        }
+
+    def groups(self, timeout: float | None) -> list[str]:
+        with self.broker.lock:
+            return sorted(
+                name
+                for name, group in self.broker.groups.items()
+                if group.members or self._committed(group)
+            )
+
+    def describe_group(self, group: str, timeout: float | None) -> GroupDescription:
+        with self.broker.lock:
+            found: Group | None = self.broker.groups.get(group)
+            committed = {} if found is None else self._committed(found)
+            if found is None or not (found.members or committed):
+                raise UnknownGroupError(f"consumer group {group!r} does not exist")
+            members = [
+                GroupMember(
+                    f"{member.client_id or 'consumer'}-{member.id}",
+                    member.client_id,
+                    None,  # in the process: no host
+                    member.assigned,
+                )
+                for member in found.members.values()
+            ]
+            topics = self.broker.topics
+            ends = {
+                TopicPartition(name, p): len(log)
+                for name in {tp.topic for tp in committed}.union(
+                    *(m.topics for m in found.members.values())
+                )
+                if (topic := topics.get(name)) is not None
+                for p, log in enumerate(topic.logs)
+            }
+            return group_description(group, found.state(), members, committed, ends)

@@ -29,8 +29,8 @@ import time
 from collections.abc import Collection, Mapping
 from typing import Any
 
-from backends.memory._log import Broker
-from bus import CommitError, Message, TopicPartition
+from backends.memory._log import Broker, Record
+from bus import CommitError, Message, TopicPartition, UnknownTopicError
 from bus.spi import consumed_message
 
 _member_ids = itertools.count(1)
@@ -57,6 +57,18 @@ class Group:
         self.members.pop(member.id, None)
         self.target.pop(member.id, None)
         self._reassign(broker, force=True)
+
+    def state(self) -> str:
+        """``"empty"`` without members, ``"rebalancing"`` while a member has yet to apply
+        the latest generation or to hold its whole target, else ``"stable"``."""
+        if not self.members:
+            return "empty"
+        for member_id, member in self.members.items():
+            if member.generation != self.generation or member.assigned != self.target.get(
+                member_id, frozenset()
+            ):
+                return "rebalancing"
+        return "stable"
 
     def topics_changed(self, broker: Broker) -> None:
         self._reassign(broker, force=False)
@@ -98,8 +110,11 @@ class ConsumerState:
         settings: Mapping[str, Any],
     ):
         self.id = next(_member_ids)
+        self.client_id: str | None = settings.get("client_id")
         self.broker = broker
         self.topics = topics
+        #: ``partitions=``: exactly these are read (no group), whether they exist or not
+        self.given: frozenset[TopicPartition] | None = settings.get("partitions")
         self.latest = settings["offset_reset"] == "latest"
         self.auto_commit = bool(settings["auto_commit"]) and group is not None
         self.interval: float = settings["auto_commit_interval"]
@@ -127,16 +142,28 @@ class ConsumerState:
     # -- positions --------------------------------------------------------------------------
 
     def _reset(self, tp: TopicPartition) -> int:
+        log = self.log(tp)
+        return len(log) if log is not None and self.latest else 0
+
+    def log(self, tp: TopicPartition) -> list[Record] | None:
+        """The partition's log, ``None`` if the topic or the partition does not exist."""
         topic = self.broker.topics.get(tp.topic)
-        return len(topic.logs[tp.partition]) if topic is not None and self.latest else 0
+        if topic is None or tp.partition >= len(topic.logs):
+            return None
+        return topic.logs[tp.partition]
 
     def refresh_standalone(self) -> None:
-        """No group: read every partition of the subscribed topics that exist now."""
-        now = frozenset(
-            TopicPartition(name, p)
-            for name in self.topics
-            if (topic := self.broker.topics.get(name)) is not None
-            for p in range(len(topic.logs))
+        """No group: read every partition of the subscribed topics that exist now (with
+        ``partitions=``, just those, from the start)."""
+        now = (
+            self.given
+            if self.given is not None
+            else frozenset(
+                TopicPartition(name, p)
+                for name in self.topics
+                if (topic := self.broker.topics.get(name)) is not None
+                for p in range(len(topic.logs))
+            )
         )
         if now == self.assigned:
             return
@@ -238,7 +265,7 @@ class ConsumerState:
         topics = self.broker.topics
         for tp in itertools.chain(tps[self.rotation :], tps[: self.rotation]):
             topic = topics.get(tp.topic)
-            if topic is None:
+            if topic is None or tp.partition >= len(topic.logs):  # partitions= one, not yet
                 continue
             log = topic.logs[tp.partition]
             position = self.positions[tp]
@@ -279,6 +306,40 @@ class ConsumerState:
             )
         self.positions[tp] = offset
         self.returned.pop(tp, None)
+
+    # -- positions (capability ``offsets``) ------------------------------------------------------
+
+    def _existing(self, tp: TopicPartition) -> list[Record]:
+        log = self.log(tp)
+        if log is None:
+            raise UnknownTopicError(
+                f"{tp.topic}[{tp.partition}] does not exist"
+                if tp.topic in self.broker.topics
+                else f"topic {tp.topic!r} does not exist"
+            )
+        return log
+
+    def watermarks(self, tp: TopicPartition) -> tuple[int, int]:
+        """Nothing is ever deleted from a memory log: low is 0, high its length."""
+        return 0, len(self._existing(tp))
+
+    def offsets_for_times(
+        self, times: Mapping[TopicPartition, int]
+    ) -> dict[TopicPartition, int | None]:
+        """The first offset whose timestamp is at or after the time, as Kafka's time
+        index finds it (timestamps need not grow with offsets)."""
+        logs = {tp: self._existing(tp) for tp in times}  # every one checked first
+        return {
+            tp: next((offset for offset, r in enumerate(log) if r[3] >= times[tp]), None)
+            for tp, log in logs.items()
+        }
+
+    def committed(self, partitions: Collection[TopicPartition]) -> dict[TopicPartition, int | None]:
+        group = self.group
+        assert group is not None  # the core asks only with a group
+        for tp in partitions:
+            self._existing(tp)
+        return {tp: group.committed.get(tp) for tp in partitions}
 
     # -- committing ----------------------------------------------------------------------------
 

@@ -129,6 +129,22 @@ class MemoryConsumer(ConsumerDriver):
         with self._state.broker.lock:
             self._state.seek(TopicPartition(topic, partition), offset)
 
+    def watermarks(self, topic: str, partition: int, timeout: float) -> tuple[int, int]:
+        with self._state.broker.lock:
+            return self._state.watermarks(TopicPartition(topic, partition))
+
+    def offsets_for_times(
+        self, times: Mapping[TopicPartition, int], timeout: float
+    ) -> dict[TopicPartition, int | None]:
+        with self._state.broker.lock:
+            return self._state.offsets_for_times(times)
+
+    def committed(
+        self, partitions: frozenset[TopicPartition], timeout: float
+    ) -> dict[TopicPartition, int | None]:
+        with self._state.broker.lock:
+            return self._state.committed(partitions)
+
     def assignment(self) -> frozenset[TopicPartition]:
         with self._state.broker.lock:
             return self._state.assigned

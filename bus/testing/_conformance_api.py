@@ -62,6 +62,10 @@ _OUT_OF_RANGE: dict[str, Callable[[Any, str], Any]] = {
 
 
 class TestCodecs:
+    """Serializers and deserializers: the built-in ``json``, ``str`` and ``bytes``, a
+    ``bus.Codec`` or a callable, set on a client or on the connection; a failing codec
+    raises ``bus.SerializationError``, an unknown name ``bus.ConfigError``."""
+
     def test_json_serializer_and_deserializer_round_trip(
         self, bus_api: BusAPI, bus_topic: str
     ) -> None:
@@ -144,6 +148,10 @@ class TestCodecs:
 
 
 class TestArguments:
+    """Arguments are checked before anything is sent, the same on every backend: a
+    wrong type is a ``TypeError`` saying what to pass, a value out of range or a bad topic
+    name a ``ValueError``, an unknown option or bad option value a ``bus.ConfigError``."""
+
     @pytest.mark.parametrize("call", list(_BAD_SENDS.values()), ids=list(_BAD_SENDS))
     def test_wrong_argument_types_raise_type_error(
         self, bus_api: BusAPI, bus_topic: str, call: Callable[[Any, str], Any]
@@ -234,6 +242,10 @@ class TestArguments:
 
 
 class TestBus:
+    """The connection: ``ping``, the capability words, each API mode working or
+    raising ``bus.UnsupportedError``, ``close``/``aclose`` closing its clients, and the
+    admin calls."""
+
     def test_ping_returns_when_the_transport_answers(self, message_bus: bus.Bus) -> None:
         started = time.monotonic()
         message_bus.ping(timeout=DEADLINE)

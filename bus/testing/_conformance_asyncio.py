@@ -27,6 +27,9 @@ __all__ = ["TestAsyncFor", "TestAsyncTasks"]
 
 @needs("async")
 class TestAsyncTasks:
+    """The asyncio API under tasks: concurrent sends, a ``poll`` that waits without
+    blocking the event loop, cancellation, and ``close`` from another task."""
+
     def test_concurrent_sends_from_many_tasks_all_land(
         self, message_bus: bus.Bus, bus_topic: str
     ) -> None:
@@ -105,6 +108,9 @@ class TestAsyncTasks:
 
 @needs("async")
 class TestAsyncFor:
+    """``async for`` over an ``AsyncConsumer``: order, and the last message handed out
+    left unprocessed by ``break``."""
+
     def test_async_for_yields_messages_in_order(self, message_bus: bus.Bus, bus_topic: str) -> None:
         sent = values("i", 3)
 

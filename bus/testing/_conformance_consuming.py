@@ -42,6 +42,9 @@ __all__ = [
 
 
 class TestPoll:
+    """``poll`` and ``poll_batch``: their timeouts, ``max_messages``, every partition
+    and topic read without a group, order per partition."""
+
     def test_poll_returns_none_after_the_timeout(self, bus_api: BusAPI, bus_topic: str) -> None:
         with bus_api.consumer(bus_topic, offset_reset="earliest") as consumer:
             start = time.monotonic()
@@ -176,6 +179,8 @@ class TestMissingTopic:
 
 
 class TestOffsetReset:
+    """``offset_reset``: where a consumer without a committed position starts."""
+
     def test_earliest_reads_messages_sent_before_the_consumer(
         self, bus_api: BusAPI, bus_topic: str
     ) -> None:
@@ -223,6 +228,9 @@ class TestOffsetReset:
 
 
 class TestIteration:
+    """``for message in consumer``: order, ``close`` from another thread ending a loop
+    or a blocked ``poll``, and no busy-spinning while waiting."""
+
     def test_iteration_yields_messages_in_order(self, bus_api: BusAPI, bus_topic: str) -> None:
         sent = values("i", 3)
         with bus_api.producer() as producer:
@@ -294,6 +302,9 @@ class TestIteration:
 
 
 class TestConsumerClose:
+    """``Consumer.close``: idempotent, later use raises ``bus.ClosedError``, and the
+    context manager closes."""
+
     def test_close_is_idempotent_and_later_use_raises_closed_error(
         self, bus_api: BusAPI, bus_topic: str
     ) -> None:
@@ -320,6 +331,9 @@ class TestConsumerClose:
 
 @needs("seek")
 class TestSeek:
+    """``seek`` moves the next read of an assigned partition, back or forward, and
+    checks its arguments."""
+
     def test_seek_moves_back_and_forward(self, bus_api: BusAPI, bus_topic: str) -> None:
         sent = values("s", 5)
         with bus_api.producer() as producer:

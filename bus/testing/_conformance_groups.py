@@ -43,6 +43,9 @@ GROUPS = ("consumer_groups",)
 
 @needs(*GROUPS)
 class TestCommit:
+    """``commit()`` and ``commit(message)``: what each commits, nothing without a call
+    when ``auto_commit`` is off, ``bus.CommitError`` without a group."""
+
     def _member(self, bus_api: BusAPI, topic: str, **options: Any) -> bus.Consumer:
         options.setdefault("auto_commit", False)
         return bus_api.consumer(topic, group=f"{topic}-g", offset_reset="earliest", **options)
@@ -100,6 +103,9 @@ class TestCommit:
 
 @needs(*GROUPS)
 class TestAtLeastOnce:
+    """At-least-once: what counts as processed, what the next member starts from,
+    and what is delivered again after a member stops, a ``break`` or a rebalance."""
+
     def _member(self, bus_api: BusAPI, topic: str) -> bus.Consumer:
         return bus_api.consumer(
             topic, group=f"{topic}-g", offset_reset="earliest", auto_commit_interval=NEVER
@@ -244,6 +250,10 @@ class TestAtLeastOnce:
 
 @needs(*GROUPS, "partitions", "admin")
 class TestGroups:
+    """Consumer groups: members share the partitions, each message reaches one member
+    of a group and every group, ``on_assign``/``on_revoke`` follow rebalances, leaving
+    hands partitions over."""
+
     def _member(self, bus_api: BusAPI, topic: str, **options: Any) -> bus.Consumer:
         return bus_api.consumer(topic, group=f"{topic}-g", offset_reset="earliest", **options)
 

@@ -388,6 +388,10 @@ def _edges(field: str) -> list[int]:
 
 
 class TestHostileProducing:
+    """Producing with careless input (Hypothesis): numbers, header shapes, values,
+    keys, topic names and timeouts of every kind are refused before anything is sent, or
+    written exactly as given; no call outlives its timeout."""
+
     def test_numeric_fields_are_checked_before_anything_is_sent(
         self, bus_api: BusAPI, message_bus: bus.Bus, bus_topic: str
     ) -> None:
@@ -640,6 +644,9 @@ class TestHostileProducing:
 
 
 class TestHostileConsuming:
+    """Consuming with careless input (Hypothesis): ``poll``, ``seek`` and ``commit``
+    arguments are checked and timeouts kept."""
+
     def test_poll_arguments_are_checked_and_timeouts_kept(
         self, bus_api: BusAPI, message_bus: bus.Bus, bus_topic: str
     ) -> None:
@@ -794,6 +801,9 @@ class TestHostileConsuming:
 
 @needs("admin")
 class TestHostileAdmin:
+    """Admin calls with careless input (Hypothesis): topic names, colliding names,
+    partition and replica counts, and topic settings."""
+
     def test_topic_names_are_refused_by_admin_calls(
         self, message_bus: bus.Bus, bus_topic: str
     ) -> None:

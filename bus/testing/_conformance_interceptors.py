@@ -65,6 +65,10 @@ class _NotAMessage(bus.Interceptor):
 
 
 class TestProducerInterceptors:
+    """``bus.Interceptor`` on producers: every way of producing is seen once by
+    ``on_send`` and acknowledged once, what ``on_send`` returns is written, and one that
+    raises loses nothing."""
+
     def test_every_way_of_producing_is_seen_once_and_acknowledged_once(
         self, bus_api: BusAPI, bus_topic: str
     ) -> None:
@@ -216,6 +220,10 @@ class _Dropping(bus.Interceptor):
 
 
 class TestConsumerInterceptors:
+    """``bus.Interceptor`` on consumers: ``on_consume`` sees each batch after
+    deserialization, ``on_processed`` when a message is processed, and one that
+    misbehaves loses nothing."""
+
     def test_on_consume_sees_each_batch_after_deserialization(
         self, bus_api: BusAPI, bus_topic: str
     ) -> None:

@@ -37,6 +37,9 @@ def _fail(value: bytes) -> bytes:
 
 
 class TestIterationKeepsPlaces:
+    """A consumer's place holds across loops: a deserializer error, leaving a loop,
+    a commit inside it, a rebalance and a slow loop neither lose nor repeat a message."""
+
     def test_a_deserializer_error_loses_none_of_the_messages_around_it(
         self, bus_api: BusAPI, bus_topic: str
     ) -> None:

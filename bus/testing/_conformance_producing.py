@@ -44,6 +44,9 @@ MULTI = ("partitions", "admin")  # tests that need a 3-partition bus_topic
 
 
 class TestSend:
+    """``send``: the ``Delivery`` the broker acknowledged, offsets one by one per
+    partition, a missing partition refused, the message read back exactly."""
+
     def test_send_returns_the_delivery_the_broker_acknowledged(
         self, bus_api: BusAPI, bus_topic: str
     ) -> None:
@@ -87,6 +90,9 @@ class TestSend:
 
 
 class TestMessageFields:
+    """Every field of a message round-trips: key, value, ordered and repeated
+    headers, timestamps, ``None``, bytes-like values."""
+
     @needs("headers", "timestamps")
     def test_every_field_round_trips(self, bus_api: BusAPI, bus_topic: str) -> None:
         headers = (("trace", b"1"), ("tag", b"a"), ("trace", b"2"))
@@ -170,6 +176,9 @@ class TestMessageFields:
 
 @needs(*MULTI)
 class TestPartitioning:
+    """Key placement: a keyed message lands on its murmur2 partition, an explicit
+    partition wins, unkeyed messages land on existing partitions."""
+
     def test_keyed_message_goes_to_the_murmur2_partition(
         self, bus_api: BusAPI, bus_topic: str
     ) -> None:
@@ -210,6 +219,9 @@ class TestPartitioning:
 
 
 class TestSendBatch:
+    """``send_batch``: deliveries in input order, keys placed by murmur2, any iterable,
+    and ``bus.DeliveryError`` with every outcome when a message fails."""
+
     @needs(*MULTI)
     def test_send_batch_returns_deliveries_in_input_order(
         self, bus_api: BusAPI, bus_topic: str
@@ -278,6 +290,9 @@ class TestSendBatch:
 
 @needs("admin")
 class TestMessageTooLarge:
+    """A message over the topic's ``max.message.bytes`` raises
+    ``bus.MessageTooLarge``, alone: the producer carries on."""
+
     def test_send_of_a_too_large_message_raises_message_too_large(
         self, bus_api: BusAPI, bus_topic_factory: Callable[..., str]
     ) -> None:
@@ -314,6 +329,8 @@ class TestMessageTooLarge:
 
 
 class TestRefusedByTheBroker:
+    """The producer carries on after the broker refuses a message."""
+
     @needs("timestamps")
     def test_the_producer_carries_on_after_the_broker_refuses_a_message(
         self, bus_api: BusAPI, bus_topic: str
@@ -347,6 +364,9 @@ class TestRefusedByTheBroker:
 
 
 class TestEnqueue:
+    """``enqueue``: ``on_delivery`` once per message, order kept, failures reported to
+    the callback or raised by the next ``flush``/``close``, a raising callback logged."""
+
     def test_on_delivery_is_called_once_per_message(self, bus_api: BusAPI, bus_topic: str) -> None:
         calls: list[tuple[int, bus.Delivery | None, bus.BusError | None]] = []
 
@@ -443,6 +463,9 @@ class TestEnqueue:
 
 
 class TestProducerClose:
+    """``Producer.close`` and ``flush``: close flushes, is idempotent, later use raises
+    ``bus.ClosedError``; the context manager closes."""
+
     def test_close_flushes_enqueued_messages(self, bus_api: BusAPI, bus_topic: str) -> None:
         sent = values("c", 5)
         producer = bus_api.producer()

@@ -102,6 +102,10 @@ def _next_offsets(bus_api: BusAPI, topic: str, group: str, count: int) -> list[t
 
 @needs("consumer_groups")
 class TestWorkers:
+    """``Bus.worker`` and ``Bus.async_worker``: every message handled and committed,
+    retries, dead letters, a failure without one stopping the worker, order under
+    concurrency, stopping, rebalances and a worker killed outright."""
+
     def test_handles_every_message_and_commits_it(self, bus_api: BusAPI, bus_topic: str) -> None:
         group = f"{bus_topic}-g"
         sent = values("w", 30)

@@ -196,6 +196,15 @@ class _BlockingConsumer:
     def assignment(self) -> Any:
         return self._call(self.client.assignment)
 
+    def watermarks(self, *args: Any, **kwargs: Any) -> Any:
+        return self._call(self.client.watermarks, *args, **kwargs)
+
+    def offsets_for_times(self, *args: Any, **kwargs: Any) -> Any:
+        return self._call(self.client.offsets_for_times, *args, **kwargs)
+
+    def committed(self, *args: Any, **kwargs: Any) -> Any:
+        return self._call(self.client.committed, *args, **kwargs)
+
     def close(self, *args: Any, **kwargs: Any) -> Any:
         return self._call(self.client.close, *args, **kwargs)
 

@@ -25,10 +25,12 @@ from __future__ import annotations
 from bus.testing._conformance_api import *
 from bus.testing._conformance_asyncio import *
 from bus.testing._conformance_consuming import *
+from bus.testing._conformance_group_admin import *
 from bus.testing._conformance_groups import *
 from bus.testing._conformance_hostile import *
 from bus.testing._conformance_interceptors import *
 from bus.testing._conformance_iteration import *
+from bus.testing._conformance_positions import *
 from bus.testing._conformance_producing import *
 from bus.testing._conformance_workers import *
 
@@ -43,6 +45,8 @@ __all__ = [
     "TestConsumerClose",
     "TestConsumerInterceptors",
     "TestEnqueue",
+    "TestGivenPartitions",
+    "TestGroupAdmin",
     "TestGroups",
     "TestHostileAdmin",
     "TestHostileConsuming",
@@ -55,6 +59,7 @@ __all__ = [
     "TestOffsetReset",
     "TestPartitioning",
     "TestPoll",
+    "TestPositions",
     "TestProducerClose",
     "TestProducerInterceptors",
     "TestRefusedByTheBroker",

@@ -37,11 +37,16 @@ class Recorder(bus.Interceptor):
 
     @property
     def produced(self) -> list[bus.Message]:
+        """Every message the broker acknowledged, in the order the acknowledgements came:
+        as the application gave it (before serialization), with the ``partition``,
+        ``offset`` and ``timestamp`` of its ``Delivery``. A copy: later sends do not change it."""
         with self._lock:
             return list(self._produced)
 
     @property
     def consumed(self) -> list[bus.Message]:
+        """Every message handed to the application, in order, after deserialization.
+        A copy."""
         with self._lock:
             return list(self._consumed)
 
@@ -54,6 +59,8 @@ class Recorder(bus.Interceptor):
     def on_acknowledgement(
         self, message: bus.Message, delivery: bus.Delivery | None, error: bus.BusError | None
     ) -> None:
+        """The interceptor hook: keeps an acknowledged message in ``produced``, a failed
+        one in ``failed``."""
         with self._lock:
             if delivery is not None:
                 self._produced.append(
@@ -67,6 +74,7 @@ class Recorder(bus.Interceptor):
                 self._failed.append((message, error))
 
     def on_consume(self, messages: list[bus.Message]) -> list[bus.Message]:
+        """The interceptor hook: keeps each fetched batch in ``consumed``, unchanged."""
         with self._lock:
             self._consumed.extend(messages)
         return messages
@@ -91,6 +99,7 @@ class Recorder(bus.Interceptor):
         )
 
     def clear(self) -> None:
+        """Forget everything recorded so far (``produced``, ``consumed``, ``failed``)."""
         with self._lock:
             self._produced.clear()
             self._consumed.clear()
