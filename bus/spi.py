@@ -549,14 +549,17 @@ class GivenBack:
     batch ``poll_batch`` returned last, made processed by the next poll) and
     ``processed``. Set ``last`` to each batch ``poll_batch`` returns; ``take_back`` in
     ``give_back``; in ``poll_batch``, while ``kept`` holds messages, return ``take``'s
-    before fetching more; ``forget`` partitions revoked or seeked. Not thread-safe:
+    before fetching more; ``forget`` partitions revoked or seeked. A driver with
+    ``pause`` calls ``park`` after each ``give_back`` and ``pause`` (kept messages of
+    paused partitions are held back) and ``unpark`` on ``resume``. Not thread-safe:
     used from the driver's polling thread (or task)."""
 
-    __slots__ = ("kept", "last")
+    __slots__ = ("kept", "last", "parked")
 
     def __init__(self) -> None:
         self.last: list[Message] = []  # the batch poll_batch returned last
         self.kept: list[Message] = []  # given back: returned first by the next poll
+        self.parked: list[Message] = []  # given back, of paused partitions: not returned
 
     def take_back(
         self,
@@ -593,9 +596,28 @@ class GivenBack:
         return out
 
     def forget(self, keys: Collection[tuple[str, int]]) -> None:
-        """Drop the kept messages of these partitions (revoked, or seeked)."""
+        """Drop the kept (and parked) messages of these partitions (revoked, or seeked)."""
         if self.kept:
             self.kept = [m for m in self.kept if (m.topic, m.partition) not in keys]
+        if self.parked:
+            self.parked = [m for m in self.parked if (m.topic, m.partition) not in keys]
+
+    def park(self, paused: Collection[tuple[str, int]]) -> None:
+        """Hold back the kept messages of the ``paused`` partitions until ``unpark``."""
+        kept = self.kept
+        if kept and paused:
+            self.parked += [m for m in kept if (m.topic, m.partition) in paused]
+            self.kept = [m for m in kept if (m.topic, m.partition) not in paused]
+
+    def unpark(self, keys: Collection[tuple[str, int]]) -> None:
+        """These partitions are resumed: their parked messages are returned first again,
+        in order."""
+        if not self.parked:
+            return
+        back = [m for m in self.parked if (m.topic, m.partition) in keys]
+        if back:
+            self.parked = [m for m in self.parked if (m.topic, m.partition) not in keys]
+            self.kept = back + self.kept
 
 
 class ProblemReporter:

@@ -101,7 +101,6 @@ class AioKafkaConsumer(AsyncConsumerDriver):
         self._given = GivenBack()
         # Paused partitions, and what give_back kept of them: returned once resumed.
         self._paused: set[Key] = set()
-        self._parked: list[bus.Message] = []
         self._committed: dict[Key, int] = {}
         self._woken = False
         self._next_metadata = 0.0
@@ -235,10 +234,9 @@ class AioKafkaConsumer(AsyncConsumerDriver):
         for key in lost:
             self._returned.pop(key, None)
             self._processed.pop(key, None)
-        self._given.forget(lost)
+        self._given.forget(lost)  # what it kept or parked of them
         # aiokafka's next assignment starts every partition unpaused, as the contract
         # wants of those assigned again (its rebalances are eager: all are revoked).
-        self._unpark(lost)
         self._paused -= lost
         if lost:
             await _call(self._on_revoke, {bus.TopicPartition(t, p) for t, p in lost})
@@ -309,7 +307,7 @@ class AioKafkaConsumer(AsyncConsumerDriver):
 
     def give_back(self, positions: Mapping[bus.TopicPartition, int]) -> None:
         self._given.take_back(positions, self._returned, self._processed)
-        self._park()
+        self._given.park(self._paused)
 
     # -- pausing -------------------------------------------------------------------------------
     #
@@ -318,7 +316,7 @@ class AioKafkaConsumer(AsyncConsumerDriver):
     # once resumed it fetches from the partition's position: after the last record
     # getmany returned. The records getmany returned that went back through give_back
     # are the driver's own to hold: while their partition is paused they wait in
-    # _parked, and resume puts them first again, before what aiokafka fetches next.
+    # GivenBack.parked, and resume puts them first again, before what aiokafka fetches next.
 
     def _client(self) -> AIOKafkaConsumer | None:
         # The listener assigns partitions while the client starts: it is _unstarted then.
@@ -336,7 +334,7 @@ class AioKafkaConsumer(AsyncConsumerDriver):
             except IllegalStateError:  # not in aiokafka's assignment (any more)
                 keys.discard(key)
         self._paused |= keys
-        self._park()
+        self._given.park(self._paused)
 
     def resume(self, partitions: Collection[bus.TopicPartition]) -> None:
         keys = {(tp.topic, tp.partition) for tp in partitions} & self._paused
@@ -348,25 +346,7 @@ class AioKafkaConsumer(AsyncConsumerDriver):
                 with contextlib.suppress(IllegalStateError):
                     raw.resume(RawTP(*key))
         self._paused -= keys
-        back = self._unpark(keys)
-        if back:
-            self._given.kept = back + self._given.kept
-
-    def _park(self) -> None:
-        """Set aside what give_back kept of paused partitions."""
-        kept, paused = self._given.kept, self._paused
-        if kept and paused:
-            self._parked += [m for m in kept if (m.topic, m.partition) in paused]
-            self._given.kept = [m for m in kept if (m.topic, m.partition) not in paused]
-
-    def _unpark(self, keys: Collection[Key]) -> list[bus.Message]:
-        """Take the parked messages of these partitions out, in order."""
-        if not self._parked:
-            return []
-        out = [m for m in self._parked if (m.topic, m.partition) in keys]
-        if out:
-            self._parked = [m for m in self._parked if (m.topic, m.partition) not in keys]
-        return out
+        self._given.unpark(keys)
 
     async def poll_batch(self, max_messages: int, timeout: float | None) -> list[bus.Message]:
         self._given.last = out = await self._poll_batch(max_messages, timeout)
@@ -512,7 +492,6 @@ class AioKafkaConsumer(AsyncConsumerDriver):
             raw = await self._started(time.monotonic() + _START_TIMEOUT, "seek")
         self._returned.pop((topic, partition), None)
         self._given.forget({(topic, partition)})
-        self._unpark({(topic, partition)})
         raw.seek(RawTP(topic, partition), offset)
 
     # -- positions ---------------------------------------------------------------------------

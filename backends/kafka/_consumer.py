@@ -130,7 +130,6 @@ class KafkaConsumer(ConsumerDriver):
         self._given = GivenBack()
         # Paused partitions, and what give_back kept of them: returned once resumed.
         self._paused: set[Key] = set()
-        self._parked: list[bus.Message] = []
         self._woken = threading.Event()
         self._next_metadata = 0.0  # no group: the first poll looks for the partitions
         # A wrong password, a denied topic or group: poll raises it (librdkafka would
@@ -247,8 +246,7 @@ class KafkaConsumer(ConsumerDriver):
         for key in keys:
             self._returned.pop(key, None)
             self._processed.pop(key, None)
-        self._given.forget(keys)
-        self._unpark(keys)
+        self._given.forget(keys)  # what it kept or parked of them
         paused, self._paused = keys & self._paused, self._paused - keys
         if paused:
             # librdkafka keeps a partition's pause through its unassign and its next
@@ -303,7 +301,7 @@ class KafkaConsumer(ConsumerDriver):
         raised = self._given.take_back(positions, self._returned, self._processed)
         if raised and self._auto_commit:
             self._store(raised)
-        self._park()
+        self._given.park(self._paused)
 
     # -- pausing -------------------------------------------------------------------------------
     #
@@ -311,7 +309,7 @@ class KafkaConsumer(ConsumerDriver):
     # are of an outdated version: consume never returns them) and, once resumed,
     # fetches from the application's position: after the last record consume returned.
     # The records consume returned that went back through give_back are the driver's
-    # own to hold: while their partition is paused they wait in _parked, and resume
+    # own to hold: while their partition is paused they wait in GivenBack.parked, and resume
     # puts them first again, before anything librdkafka fetches after them. A rebalance
     # keeps the pause of the partitions it leaves here (as librdkafka does) and forgets
     # that of those it takes away (which librdkafka would not: see _forget).
@@ -326,7 +324,7 @@ class KafkaConsumer(ConsumerDriver):
         except KafkaException as exc:
             raise mapped(exc, OTHER, "pause") from exc
         self._paused |= keys
-        self._park()
+        self._given.park(self._paused)
 
     def resume(self, partitions: Collection[bus.TopicPartition]) -> None:
         keys = {(tp.topic, tp.partition) for tp in partitions} & self._paused
@@ -337,25 +335,7 @@ class KafkaConsumer(ConsumerDriver):
         except KafkaException as exc:
             raise mapped(exc, OTHER, "resume") from exc
         self._paused -= keys
-        back = self._unpark(keys)
-        if back:
-            self._given.kept = back + self._given.kept
-
-    def _park(self) -> None:
-        """Set aside what give_back kept of paused partitions."""
-        kept, paused = self._given.kept, self._paused
-        if kept and paused:
-            self._parked += [m for m in kept if (m.topic, m.partition) in paused]
-            self._given.kept = [m for m in kept if (m.topic, m.partition) not in paused]
-
-    def _unpark(self, keys: Collection[Key]) -> list[bus.Message]:
-        """Take the parked messages of these partitions out, in order."""
-        if not self._parked:
-            return []
-        out = [m for m in self._parked if (m.topic, m.partition) in keys]
-        if out:
-            self._parked = [m for m in self._parked if (m.topic, m.partition) not in keys]
-        return out
+        self._given.unpark(keys)
 
     def poll_batch(self, max_messages: int, timeout: float | None) -> list[bus.Message]:
         self._given.last = out = self._poll_batch(max_messages, timeout)
@@ -459,7 +439,6 @@ class KafkaConsumer(ConsumerDriver):
             raise ValueError(f"cannot seek {topic}[{partition}]: not assigned to this consumer")
         self._returned.pop((topic, partition), None)
         self._given.forget({(topic, partition)})
-        self._unpark({(topic, partition)})
         try:
             self._raw.seek(RawTP(topic, partition, offset))
         except KafkaException as exc:
