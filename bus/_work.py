@@ -54,21 +54,27 @@ DLT_HEADERS = (
 )
 
 
-def _positive_int(instance: Any, attribute: attrs.Attribute[Any], value: Any) -> None:
+def _check_count(value: Any, name: str) -> None:
     if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-        raise ValueError(f"Retry.{attribute.name} must be an int of at least 1, not {value!r}")
+        raise ValueError(f"{name} must be an int of at least 1, not {value!r}")
 
 
-def _seconds(instance: Any, attribute: attrs.Attribute[Any], value: Any) -> None:
+def _check_seconds(value: Any, name: str) -> None:
     if (
         not isinstance(value, (int, float))
         or isinstance(value, bool)
         or not math.isfinite(value)
         or value < 0
     ):
-        raise ValueError(
-            f"Retry.{attribute.name} must be a finite number of seconds >= 0, not {value!r}"
-        )
+        raise ValueError(f"{name} must be a finite number of seconds >= 0, not {value!r}")
+
+
+def _positive_int(instance: Any, attribute: attrs.Attribute[Any], value: Any) -> None:
+    _check_count(value, f"Retry.{attribute.name}")
+
+
+def _seconds(instance: Any, attribute: attrs.Attribute[Any], value: Any) -> None:
+    _check_seconds(value, f"Retry.{attribute.name}")
 
 
 @attrs.frozen
@@ -137,8 +143,7 @@ def check_worker_options(
     """``TypeError``/``ValueError``/``ConfigError`` for what a worker cannot run with."""
     if not callable(handler):
         raise TypeError(f"a worker's handler must be callable, not {type(handler).__name__}")
-    if not isinstance(concurrency, int) or isinstance(concurrency, bool) or concurrency < 1:
-        raise ValueError(f"concurrency must be an int of at least 1, not {concurrency!r}")
+    _check_count(concurrency, "concurrency")
     if concurrency > 1024:
         raise ValueError(f"concurrency must be at most 1024, not {concurrency!r}")
     if retry is not None and not isinstance(retry, Retry):
@@ -159,15 +164,7 @@ def check_worker_options(
                     f"dead_letter {dead_letter!r} is topic {topic!r} itself: a failed "
                     "message would come back to the handler for ever"
                 )
-    if (
-        not isinstance(shutdown_timeout, (int, float))
-        or isinstance(shutdown_timeout, bool)
-        or not math.isfinite(shutdown_timeout)
-        or shutdown_timeout < 0
-    ):
-        raise ValueError(
-            f"shutdown_timeout must be a finite number of seconds >= 0, not {shutdown_timeout!r}"
-        )
+    _check_seconds(shutdown_timeout, "shutdown_timeout")
     if options.get("auto_commit") is not None:
         raise ConfigError(
             "a worker commits what its handler processed itself: it takes no auto_commit"
