@@ -125,6 +125,12 @@ def consume(consumer: Consumer, count: int, timeout: float = 60) -> list[Message
     return records
 
 
+#: What a group coordinator answers while it loads or moves, as after a broker restart.
+_COORDINATOR_MOVING = frozenset(
+    {KafkaError.NOT_COORDINATOR, KafkaError.COORDINATOR_LOAD_IN_PROGRESS}
+)
+
+
 def committed_offsets(
     bootstrap: str, group: str, topic: str, partitions: int = PARTITIONS
 ) -> dict[int, int]:
@@ -141,8 +147,12 @@ def committed_offsets(
                 )
                 break
             except KafkaException as exc:
-                if not exc.args[0].retriable() or time.monotonic() >= deadline:
+                error = exc.args[0]
+                # librdkafka does not always flag NOT_COORDINATOR as retriable here
+                loading = error.code() in _COORDINATOR_MOVING or error.retriable()
+                if not loading or time.monotonic() >= deadline:
                     raise
+                time.sleep(0.1)
     finally:
         reader.close()
     return {tp.partition: tp.offset for tp in tps}
