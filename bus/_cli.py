@@ -1,5 +1,5 @@
-"""The ``bus`` command line: ``backends``, ``produce``, ``consume``, ``topics``, ``demo``,
-``bench``.
+"""The ``bus`` command line: ``backends``, ``produce``, ``consume``, ``topics``,
+``groups``, ``run``, ``demo``, ``bench``.
 
 Every command takes ``--url`` (default ``$BUS_URL``, else ``memory://``). Exit codes:
 0 success, 1 a runtime error (the broker refused, a timeout, a closed pipe), 2 a usage
@@ -40,11 +40,22 @@ import attrs
 
 import bus
 from bus._checks import INT32_MAX, RANGES, check_topic
+from bus._cli_kcat import (
+    Ends,
+    Offset,
+    Record,
+    first_positions,
+    format_type,
+    from_json,
+    offset_type,
+    start_positions,
+    to_json,
+)
 from bus._cli_run import load_handler, run_worker
 from bus._demo import run_demo
 from bus._errors import BusError, ConfigError
 from bus._format import format_delivery, format_message
-from bus._message import Delivery, Message
+from bus._message import Delivery, Message, TopicPartition
 from bus._plugins import BackendInfo, registry
 from bus._url import ENV_VAR, is_secret_key, parse_url
 from bus.spi import CAPABILITIES
@@ -211,11 +222,16 @@ def _drop_stdout() -> None:
         pass
 
 
+_SHORT_FORMS = re.compile(r"argument (--[\w-]+)(?:/-\w)+:")
+
+
 class _Parser(argparse.ArgumentParser):
     """An ``ArgumentParser`` whose errors never show a password (a URL given where
     another argument belongs is quoted back: ``unrecognized arguments: kafka://...``)."""
 
     def error(self, message: str) -> NoReturn:
+        # "argument --partition/-p: ..." names an option by its long form alone.
+        message = _SHORT_FORMS.sub(r"argument \1:", message)
         super().error(_mask(message))
 
 
@@ -247,6 +263,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_produce(command)
     _add_consume(command)
     _add_topics(command, url)
+    _add_groups(command, url)
     _add_run(command)
     _add_demo(command)
     _add_bench(command)
@@ -417,25 +434,44 @@ def _add_produce(command: Any) -> None:
         "Read lines from stdin and send each as one message to TOPIC (the value is\n"
         "the line without its line ending, as bytes). Prints where each was written:\n"
         "  Partition:%d, Offset:%d\n"
-        "At end of input it flushes and exits 0.",
+        "At end of input it flushes and exits 0. As in kcat: -k/-K keys, -H headers,\n"
+        "-Z empty is null, -J reads what 'bus consume -J' prints.",
         _MEMORY_NOTE,
     )
     p.add_argument("topic", type=_topic, metavar="TOPIC")
-    p.add_argument(
+    shape = p.add_mutually_exclusive_group()
+    shape.add_argument(
         "--key-separator",
+        "-K",
         type=_separator,
         metavar="SEP",
         help="split each line at the first SEP into key and value ('k<SEP>v'); a line "
         "without SEP is an error",
     )
+    shape.add_argument("--key", "-k", metavar="KEY", help="give every message the key KEY")
+    shape.add_argument(
+        "--json",
+        "-J",
+        action="store_true",
+        help="read each line as 'bus consume -J' prints it: its key, value, headers and "
+        "partition are sent (topic, offset and timestamp are ignored)",
+    )
+    p.add_argument(
+        "--null",
+        "-Z",
+        action="store_true",
+        help="send an empty value (and, with -K, an empty key) as None (null)",
+    )
     p.add_argument(
         "--partition",
+        "-p",
         type=_field("partition"),
         metavar="N",
         help=f"write to partition N ({_span('partition')})",
     )
     p.add_argument(
         "--header",
+        "-H",
         type=_header,
         action="append",
         default=[],
@@ -461,16 +497,20 @@ def _add_produce(command: Any) -> None:
 class _Lines:
     """The records to send, from stdin's bytes fed chunk by chunk as they are read: one
     a line, its line ending removed (a last line without one counts too), split at the
-    first ``separator`` into key and value when there is one."""
+    first ``separator`` into key and value when there is one, keyed ``key`` when that
+    is given, read as ``consume -J`` JSON with ``json``; ``null``: empty is None."""
 
     separator: str | None = None
+    key: bytes | None = None
+    json: bool = False
+    null: bool = False
     _partial: list[bytes] = attrs.Factory(list)
     _number: int = 0
 
-    def feed(self, chunk: bytes) -> Iterator[tuple[bytes | None, bytes]]:
-        """The ``(key, value)`` records of the lines ``chunk`` completes; ``b""`` (the
-        end of input) completes the last one. A line without the separator raises
-        ``ValueError`` in its turn, after the records before it."""
+    def feed(self, chunk: bytes) -> Iterator[Record]:
+        """The records of the lines ``chunk`` completes; ``b""`` (the end of input)
+        completes the last one. A line without the separator (or not JSON, with
+        ``json``) raises ``ValueError`` in its turn, after the records before it."""
         *complete, rest = chunk.split(b"\n")
         if complete:
             complete[0] = b"".join([*self._partial, complete[0]])
@@ -482,15 +522,20 @@ class _Lines:
             self._partial.clear()
         return (self._record(line) for line in complete)
 
-    def _record(self, line: bytes) -> tuple[bytes | None, bytes]:
+    def _empty_is_null(self, data: bytes) -> bytes | None:
+        return None if self.null and not data else data
+
+    def _record(self, line: bytes) -> Record:
         self._number += 1
         line = line.removesuffix(b"\r")
+        if self.json:
+            return from_json(line, self._number)
         if self.separator is None:
-            return None, line
+            return Record(self.key, self._empty_is_null(line))
         key, found, value = line.partition(self.separator.encode())
         if not found:
             raise ValueError(f"line {self._number} has no key separator {self.separator!r}")
-        return key, value
+        return Record(self._empty_is_null(key), self._empty_is_null(value))
 
 
 def _reader(stream: TextIO) -> Callable[[int], bytes]:
@@ -542,7 +587,8 @@ class _Produce:
 
     topic: str
     options: dict[str, Any]
-    sending: dict[str, Any]
+    headers: tuple[tuple[str, bytes], ...]
+    partition: int | None
     enqueue: bool
     lines: _Lines
     reports: _Reports
@@ -552,11 +598,26 @@ class _Produce:
         return cls(
             topic=args.topic,
             options={"acks": args.acks} if args.acks is not None else {},
-            sending={"headers": args.header, "partition": args.partition},
+            headers=tuple(args.header),
+            partition=args.partition,
             enqueue=args.enqueue,
-            lines=_Lines(args.key_separator),
+            lines=_Lines(
+                args.key_separator,
+                None if args.key is None else args.key.encode(),
+                args.json,
+                args.null,
+            ),
             reports=_Reports(),
         )
+
+    def sending(self, record: Record) -> dict[str, Any]:
+        """The keyword arguments of ``send``/``enqueue`` for ``record``: ``-p`` wins
+        over a JSON line's partition, ``-H`` headers follow the line's own."""
+        return {
+            "key": record.key,
+            "headers": [*record.headers, *self.headers],
+            "partition": record.partition if self.partition is None else self.partition,
+        }
 
 
 def _produce(args: argparse.Namespace) -> int:
@@ -575,14 +636,13 @@ def _produce_blocking(b: bus.Bus, job: _Produce) -> None:
     with b.producer(**job.options) as producer:
         while True:
             chunk = read(_CHUNK)
-            for key, value in job.lines.feed(chunk):
+            for record in job.lines.feed(chunk):
+                sending = job.sending(record)
                 if job.enqueue:
-                    producer.enqueue(
-                        job.topic, value, key=key, on_delivery=job.reports, **job.sending
-                    )
+                    producer.enqueue(job.topic, record.value, on_delivery=job.reports, **sending)
                     job.reports.check()
                 else:
-                    _say(format_delivery(producer.send(job.topic, value, key=key, **job.sending)))
+                    _say(format_delivery(producer.send(job.topic, record.value, **sending)))
             if not chunk:
                 break
         producer.flush()
@@ -594,14 +654,15 @@ async def _produce_asyncio(b: bus.Bus, job: _Produce) -> None:
     async with b.async_producer(**job.options) as producer:
         while True:
             chunk = await stdin.read()
-            for key, value in job.lines.feed(chunk):
+            for record in job.lines.feed(chunk):
+                sending = job.sending(record)
                 if job.enqueue:
                     await producer.enqueue(
-                        job.topic, value, key=key, on_delivery=job.reports, **job.sending
+                        job.topic, record.value, on_delivery=job.reports, **sending
                     )
                     job.reports.check()
                 else:
-                    delivery = await producer.send(job.topic, value, key=key, **job.sending)
+                    delivery = await producer.send(job.topic, record.value, **sending)
                     _say(format_delivery(delivery))
             if not chunk:
                 break
@@ -658,8 +719,9 @@ def _add_consume(command: Any) -> None:
         "missing (None) key or value prints as nothing, as in the Go/sarama consumer.\n"
         "Without --group it reads every partition and commits nothing; with --group\n"
         "it joins that consumer group and commits what it printed when it stops.\n"
-        "Stops after --count messages, after --timeout idle seconds, or on Ctrl-C\n"
-        "(exit code 130; the consumer is closed cleanly).",
+        "Stops after --count messages, after --timeout idle seconds, with -e at the\n"
+        "end of every partition, or on Ctrl-C (exit code 130; the consumer is closed\n"
+        "cleanly). As in kcat: -o where to start, -p one partition, -f/-J the output.",
         _MEMORY_NOTE,
     )
     p.add_argument("topics", nargs="+", type=_topic, metavar="TOPIC")
@@ -670,12 +732,51 @@ def _add_consume(command: Any) -> None:
         help="start where no position is committed at the earliest offset "
         "(offset_reset=earliest); default: the latest",
     )
-    p.add_argument("--count", type=_count, metavar="N", help="stop after N messages")
+    p.add_argument("--count", "-c", type=_count, metavar="N", help="stop after N messages")
     p.add_argument(
         "--timeout",
         type=_seconds,
         metavar="SECONDS",
         help="stop after SECONDS without a message",
+    )
+    p.add_argument(
+        "--partition",
+        "-p",
+        type=_field("partition"),
+        metavar="N",
+        help="read only partition N of each TOPIC (without a group)",
+    )
+    p.add_argument(
+        "--offset",
+        "-o",
+        type=offset_type,
+        metavar="OFFSET",
+        help="where each partition starts: beginning, end, stored (the group's committed "
+        "position; needs --group), N (that offset), -N (N before the end), @MS (the first "
+        "message at or after MS milliseconds since the epoch); N, -N and @MS without a group",
+    )
+    p.add_argument(
+        "--exit",
+        "-e",
+        action="store_true",
+        help="exit once every partition read reached the end it had when the consume started",
+    )
+    out = p.add_mutually_exclusive_group()
+    out.add_argument(
+        "--format",
+        "-f",
+        type=format_type,
+        metavar="FORMAT",
+        help="print each message as FORMAT: %%t topic, %%p partition, %%o offset, %%k key, "
+        "%%s value, %%T timestamp (ms), %%h headers (name=value,...), \\n \\t escapes; "
+        "no line ending is added",
+    )
+    out.add_argument(
+        "--json",
+        "-J",
+        action="store_true",
+        help="print one JSON object a line: topic, partition, offset, timestamp, key, value, "
+        'headers ([[name, value], ...]); UTF-8 bytes as strings, others as {"base64": ...}',
     )
     p.set_defaults(run=_consume)
 
@@ -714,12 +815,15 @@ class _StopFlag:
 @attrs.define
 class _Pace:
     """When a consume stops (after ``limit`` messages, after ``idle`` seconds without
-    one, or once ``stop`` caught a signal) and what each poll asks for until then: at
-    most ``_TICK`` seconds, so a signal is seen soon."""
+    one, once ``stop`` caught a signal, or with ``-e`` once ``ends`` are reached) and
+    what each poll asks for until then: at most ``_TICK`` seconds, so a signal is seen
+    soon. ``show`` prints a message."""
 
     limit: int | None
     idle: float | None
     stop: _StopFlag
+    show: Callable[[Message], None]
+    ends: Ends | None = None
     count: int = 0
     _last: float = attrs.Factory(time.monotonic)
     _idled: bool = False
@@ -729,6 +833,7 @@ class _Pace:
             self.stop.signum is None
             and not self._idled
             and (self.limit is None or self.count < self.limit)
+            and (self.ends is None or not self.ends.done())
         )
 
     def wanted(self) -> int:
@@ -743,7 +848,9 @@ class _Pace:
         """Print what a poll returned and count it (or the idle time it took)."""
         if batch:
             for message in batch:
-                print(format_message(message))
+                self.show(message)
+                if self.ends is not None:
+                    self.ends.saw(message)
             sys.stdout.flush()
             self.count += len(batch)
             self._last = time.monotonic()
@@ -751,40 +858,158 @@ class _Pace:
             self._idled = True
 
 
+def _printer(args: argparse.Namespace) -> Callable[[Message], None]:
+    """How each message is printed: ``-J``, ``-f FORMAT`` (no line ending added) or the
+    default line."""
+    if args.json:
+        return lambda message: print(to_json(message))
+    if args.format is not None:
+        fmt = args.format
+
+        def write(message: Message) -> None:
+            sys.stdout.write(fmt(message))
+
+        return write
+    return lambda message: print(format_message(message))
+
+
+@attrs.define
+class _ConsumePlan:
+    """What a ``bus consume`` reads and where it starts and ends, as its arguments say.
+
+    Without a group and with ``-p``, a seeking ``-o`` or ``-e`` it reads given
+    partitions (``partitions=``, every partition of each topic unless ``-p``); else it
+    subscribes to the topics. ``positions`` says whether watermarks are needed."""
+
+    topics: tuple[str, ...]
+    group: str | None
+    offset: Offset | None
+    earliest: bool
+    exit: bool
+    partitions: list[TopicPartition] | None
+    watched: list[TopicPartition]
+
+    @classmethod
+    def of(cls, args: argparse.Namespace, b: bus.Bus) -> _ConsumePlan:
+        offset: Offset | None = args.offset
+        if args.group is not None and args.partition is not None:
+            raise ValueError("-p/--partition reads a partition without a group: drop --group")
+        if args.group is not None and offset is not None and offset.seeks:
+            raise ValueError(
+                "with --group, -o/--offset takes beginning, end or stored "
+                "(N, -N and @MS read without a group)"
+            )
+        if args.group is None and offset is not None and offset.kind == "stored":
+            raise ValueError("-o stored starts at the group's committed position: needs --group")
+        earliest = args.from_beginning
+        if offset is not None and offset.kind != "stored":
+            earliest = offset.kind != "end"
+        watched: list[TopicPartition] = []
+        if args.partition is not None:
+            watched = [TopicPartition(t, args.partition) for t in args.topics]
+        elif args.exit or (offset is not None and offset.seeks):
+            watched = [TopicPartition(t, n) for t in args.topics for n in b.partitions(t)]
+        given = args.group is None and (
+            args.partition is not None or args.exit or (offset is not None and offset.seeks)
+        )
+        return cls(
+            topics=tuple(args.topics),
+            group=args.group,
+            offset=offset,
+            earliest=earliest,
+            exit=args.exit,
+            partitions=watched if given else None,
+            watched=watched,
+        )
+
+    @property
+    def options(self) -> dict[str, Any]:
+        return {"offset_reset": "earliest" if self.earliest else "latest"}
+
+    @property
+    def topic_names(self) -> tuple[str, ...]:
+        return () if self.partitions is not None else self.topics
+
+    @property
+    def seeks(self) -> bool:
+        return self.offset is not None and self.offset.seeks
+
+    @property
+    def positions(self) -> bool:
+        return self.exit or self.seeks
+
+    @property
+    def times(self) -> dict[TopicPartition, int]:
+        if self.offset is None or self.offset.kind != "time":
+            return {}
+        return dict.fromkeys(self.watched, self.offset.value)
+
+    def start(
+        self,
+        watermarks: dict[TopicPartition, tuple[int, int]],
+        times: dict[TopicPartition, int | None],
+        committed: dict[TopicPartition, int | None],
+    ) -> tuple[dict[TopicPartition, int], Ends | None]:
+        """The seeks to make and the ``-e`` ends, from what the broker answered."""
+        seeks = start_positions(self.offset, watermarks, times) if self.offset else {}
+        if not self.seeks:
+            seeks = {}
+        if not self.exit:
+            return seeks, None
+        first = first_positions(
+            self.offset or Offset("stored"), self.earliest, watermarks, seeks, committed
+        )
+        return seeks, Ends({tp: high for tp, (_, high) in watermarks.items()}, first)
+
+
 def _consume(args: argparse.Namespace) -> int:
-    options: dict[str, Any] = {"offset_reset": "earliest" if args.from_beginning else "latest"}
     _hint_if_default(args.url)
+    show = _printer(args)
     with _StopFlag() as stop, bus.connect(args.url) as b:
+        plan = _ConsumePlan.of(args, b)
+        pace = _Pace(args.count, args.timeout, stop, show)
         if "sync" in b.capabilities:
-            count = _consume_blocking(b, args, options, stop)
+            count = _consume_blocking(b, plan, pace)
         else:
-            count = asyncio.run(_consume_asyncio(b, args, options, stop))
+            count = asyncio.run(_consume_asyncio(b, plan, pace))
     if stop.signum is not None:
         _warn(f"interrupted after {count} message(s)")
         return 128 + stop.signum
     return EXIT_OK
 
 
-def _consume_blocking(
-    b: bus.Bus, args: argparse.Namespace, options: dict[str, Any], stop: _StopFlag
-) -> int:
-    with b.consumer(*args.topics, group=args.group, **options) as consumer:
-        pace = _Pace(args.count, args.timeout, stop)
+def _consume_blocking(b: bus.Bus, plan: _ConsumePlan, pace: _Pace) -> int:
+    with b.consumer(
+        *plan.topic_names, group=plan.group, partitions=plan.partitions, **plan.options
+    ) as consumer:
+        if plan.positions:
+            marks = {tp: consumer.watermarks(tp.topic, tp.partition) for tp in plan.watched}
+            times = consumer.offsets_for_times(plan.times) if plan.times else {}
+            committed = consumer.committed(plan.watched) if plan.group and plan.exit else {}
+            seeks, pace.ends = plan.start(marks, times, committed)
+            for tp, offset in seeks.items():
+                consumer.seek(tp.topic, tp.partition, offset)
         while pace.going():
             pace.took(consumer.poll_batch(pace.wanted(), pace.wait()))
-        if args.group is not None and pace.count:
+        if plan.group is not None and pace.count:
             consumer.commit()  # what was printed is processed, the last batch too
     return pace.count
 
 
-async def _consume_asyncio(
-    b: bus.Bus, args: argparse.Namespace, options: dict[str, Any], stop: _StopFlag
-) -> int:
-    async with b.async_consumer(*args.topics, group=args.group, **options) as consumer:
-        pace = _Pace(args.count, args.timeout, stop)
+async def _consume_asyncio(b: bus.Bus, plan: _ConsumePlan, pace: _Pace) -> int:
+    async with b.async_consumer(
+        *plan.topic_names, group=plan.group, partitions=plan.partitions, **plan.options
+    ) as consumer:
+        if plan.positions:
+            marks = {tp: await consumer.watermarks(tp.topic, tp.partition) for tp in plan.watched}
+            times = await consumer.offsets_for_times(plan.times) if plan.times else {}
+            committed = await consumer.committed(plan.watched) if plan.group and plan.exit else {}
+            seeks, pace.ends = plan.start(marks, times, committed)
+            for tp, offset in seeks.items():
+                await consumer.seek(tp.topic, tp.partition, offset)
         while pace.going():
             pace.took(await consumer.poll_batch(pace.wanted(), pace.wait()))
-        if args.group is not None and pace.count:
+        if plan.group is not None and pace.count:
             await consumer.commit()  # what was printed is processed, the last batch too
     return pace.count
 
@@ -894,7 +1119,7 @@ def _run(args: argparse.Namespace) -> int:
 def _add_topics(command: Any, url: argparse.ArgumentParser) -> None:
     p = command(
         "topics",
-        "list, create or delete topics",
+        "list, create, delete or describe topics",
         "Administer topics (needs a backend with the 'admin' capability).",
     )
     actions = p.add_subparsers(dest="action", metavar="ACTION", required=True)
@@ -931,6 +1156,140 @@ def _add_topics(command: Any, url: argparse.ArgumentParser) -> None:
     delete = actions.add_parser("delete", parents=[url], help="delete a topic")
     delete.add_argument("name", type=_topic, metavar="NAME")
     delete.set_defaults(run=_topics_delete)
+    describe = actions.add_parser(
+        "describe", parents=[url], help="show a topic's partitions and their watermarks"
+    )
+    describe.add_argument("name", type=_topic, metavar="NAME")
+    describe.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    describe.set_defaults(run=_topics_describe)
+
+
+def _table(rows: Sequence[Sequence[str]]) -> None:
+    """Print ``rows`` (the first the heading) in left-aligned columns."""
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+    for row in rows:
+        _say("  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip())
+
+
+def _topics_describe(args: argparse.Namespace) -> int:
+    with bus.connect(args.url) as b:
+        numbers = b.partitions(args.name)
+        wanted = [TopicPartition(args.name, n) for n in numbers]
+        if "sync" in b.capabilities:
+            with b.consumer(partitions=wanted) as consumer:
+                marks = [consumer.watermarks(args.name, n) for n in numbers]
+        else:
+            marks = asyncio.run(_watermarks_asyncio(b, wanted))
+    parts = [
+        {"partition": n, "low": low, "high": high, "messages": high - low}
+        for n, (low, high) in zip(numbers, marks, strict=True)
+    ]
+    if args.json:
+        _say(json.dumps({"topic": args.name, "partitions": parts}, indent=2))
+        return EXIT_OK
+    _say(f"Topic: {args.name}  Partitions: {len(parts)}")
+    rows: list[tuple[str, ...]] = [("PARTITION", "LOW-WATERMARK", "HIGH-WATERMARK", "MESSAGES")]
+    rows += [tuple(str(p[k]) for k in ("partition", "low", "high", "messages")) for p in parts]
+    _table(rows)
+    return EXIT_OK
+
+
+async def _watermarks_asyncio(b: bus.Bus, wanted: list[TopicPartition]) -> list[tuple[int, int]]:
+    async with b.async_consumer(partitions=wanted) as consumer:
+        return [await consumer.watermarks(tp.topic, tp.partition) for tp in wanted]
+
+
+# -- bus groups -----------------------------------------------------------------------------
+
+
+def _add_groups(command: Any, url: argparse.ArgumentParser) -> None:
+    p = command(
+        "groups",
+        "list or describe consumer groups",
+        "Inspect consumer groups (needs a backend with the 'admin' and\n"
+        "'consumer_groups' capabilities).",
+    )
+    actions = p.add_subparsers(dest="action", metavar="ACTION", required=True)
+    listing = actions.add_parser("list", parents=[url], help="list the consumer groups")
+    listing.add_argument("--json", action="store_true", help="print a JSON list")
+    listing.set_defaults(run=_groups_list)
+    describe = actions.add_parser(
+        "describe", parents=[url], help="show a group's members, committed offsets and lag"
+    )
+    describe.add_argument("group", metavar="G")
+    describe.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    describe.set_defaults(run=_groups_describe)
+
+
+def _groups_list(args: argparse.Namespace) -> int:
+    with bus.connect(args.url) as b:
+        names = b.groups()
+    if args.json:
+        _say(json.dumps(names))
+    for name in [] if args.json else names:
+        _say(name)
+    return EXIT_OK
+
+
+def _dash(value: object) -> str:
+    return "-" if value is None else str(value)
+
+
+def _groups_describe(args: argparse.Namespace) -> int:
+    with bus.connect(args.url) as b:
+        group = b.describe_group(args.group)
+    owner = {tp: m for m in group.members for tp in m.assignment}
+    if args.json:
+        data = {
+            "group": group.group,
+            "state": group.state,
+            "total_lag": group.total_lag,
+            "members": [
+                {
+                    "member_id": m.member_id,
+                    "client_id": m.client_id,
+                    "host": m.host,
+                    "assignment": [[tp.topic, tp.partition] for tp in sorted(m.assignment)],
+                }
+                for m in group.members
+            ],
+            "partitions": [attrs.asdict(p) for p in group.partitions],
+        }
+        _say(json.dumps(data, indent=2))
+        return EXIT_OK
+    rows = [
+        (
+            "TOPIC",
+            "PARTITION",
+            "CURRENT-OFFSET",
+            "LOG-END-OFFSET",
+            "LAG",
+            "CONSUMER-ID",
+            "HOST",
+            "CLIENT-ID",
+        )
+    ]
+    for p in group.partitions:
+        member = owner.get(TopicPartition(p.topic, p.partition))
+        rows.append(
+            (
+                p.topic,
+                str(p.partition),
+                _dash(p.committed),
+                str(p.end),
+                _dash(p.lag),
+                _dash(member and member.member_id),
+                _dash(member and member.host),
+                _dash(member and member.client_id),
+            )
+        )
+    _table(rows)
+    _say("")
+    _say(
+        f"Group {group.group} is {group.state} with {len(group.members)} member(s); "
+        f"total lag {group.total_lag}."
+    )
+    return EXIT_OK
 
 
 def _topics_list(args: argparse.Namespace) -> int:

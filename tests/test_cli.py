@@ -42,7 +42,7 @@ from bus._plugins import Registry, registry, reset_registry
 from bus.spi import CAPABILITIES, Backend, BackendDescriptor
 
 CONSUMED = re.compile(r"^Partition:\d+, Offset:\d+, key:.*, value:.*$")
-COMMANDS = ("backends", "produce", "consume", "topics", "demo", "bench")
+COMMANDS = ("backends", "produce", "consume", "topics", "groups", "demo", "bench")
 
 
 @pytest.fixture
@@ -146,9 +146,14 @@ def test_every_command_has_help_with_url(command: str, capsys: pytest.CaptureFix
     assert "$BUS_URL, else memory://" in out
 
 
-@pytest.mark.parametrize("action", ["list", "create", "delete"])
-def test_topics_actions_have_help_with_url(action: str, capsys: pytest.CaptureFixture[str]) -> None:
-    assert main(["topics", action, "--help"]) == 0
+@pytest.mark.parametrize(
+    "command", [["topics", a] for a in ("list", "create", "delete", "describe")]
+    + [["groups", "list"], ["groups", "describe"]], ids=" ".join,
+)  # fmt: skip
+def test_topics_actions_have_help_with_url(
+    command: list[str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main([*command, "--help"]) == 0
     assert "--url URL" in capsys.readouterr().out
 
 
