@@ -40,6 +40,7 @@ from bus._message import Delivery, Message, TopicPartition
 from bus._partitioner import murmur2, murmur2_partition
 from bus._plugins import hookimpl
 from bus._producer import AsyncProducer, Producer
+from bus._topics import PartitionDescription, TopicDescription
 from bus._work import Retry
 from bus._worker import Worker
 
@@ -68,10 +69,12 @@ __all__ = [
     "Interceptor",
     "Message",
     "MessageTooLarge",
+    "PartitionDescription",
     "Producer",
     "Retry",
     "SerializationError",
     "TimeoutError",
+    "TopicDescription",
     "TopicExistsError",
     "TopicPartition",
     "UnknownGroupError",

@@ -28,6 +28,7 @@ from bus._options import BUS, CONSUMER, PRODUCER, OptionTable, redact
 from bus._plugins import BackendInfo, Registry, registry
 from bus._producer import AsyncProducer, Producer
 from bus._topic_config import check_topic_config
+from bus._topics import TopicDescription
 from bus._url import BusURL, parse_url, resolve_url
 from bus._work import Retry, check_worker_options
 from bus._worker import Worker
@@ -512,6 +513,17 @@ class Bus:
         """The partition numbers of ``topic``. Raises ``bus.UnknownTopicError``."""
         self._admin()
         return self._backend.partitions(check_topic(topic))
+
+    def describe_topic(self, topic: str, timeout: float | None = None) -> TopicDescription:
+        """``topic``'s partitions, each with its low and high watermarks and, on a
+        backend with brokers, its leader, replicas and in-sync replicas: a
+        ``bus.TopicDescription``. Raises ``bus.UnknownTopicError``, and
+        ``bus.UnsupportedError`` on a backend that cannot describe topics. ``timeout``:
+        seconds the call may take (``None``: the backend's own bound, ``admin_timeout``
+        on Kafka)."""
+        limit = check_timeout(timeout)
+        self._admin()
+        return self._backend.describe_topic(check_topic(topic), limit)
 
     def groups(self, timeout: float | None = None) -> list[str]:
         """The names of the consumer groups the backend knows (with members or committed

@@ -84,6 +84,7 @@ from bus._options import (
     text,
 )
 from bus._partitioner import Partitioner, make_partitioner
+from bus._topics import TopicDescription
 from bus._url import BusURL, is_secret_key
 
 __all__ = [
@@ -252,6 +253,13 @@ class Backend:
 
     def partitions(self, topic: str) -> list[int]:
         raise UnsupportedError("this backend has no admin API")
+
+    def describe_topic(self, topic: str, timeout: float | None) -> TopicDescription:
+        """Optional (``admin``): ``topic``'s partitions with their watermarks and, where
+        the backend has brokers, leaders and replicas, within ``timeout`` seconds
+        (``None``: the backend's own admin bound). Raise ``bus.UnknownTopicError`` for a
+        topic that does not exist."""
+        raise UnsupportedError("this backend cannot describe topics")
 
     def groups(self, timeout: float | None) -> list[str]:
         """Optional (``consumer_groups`` and ``admin``): the names of the consumer groups

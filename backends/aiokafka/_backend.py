@@ -179,6 +179,45 @@ class AioKafkaBackend(Backend):
             raise bus.UnknownTopicError(f"topic {topic!r} does not exist")
         return list(range(count))
 
+    async def _describe_topic(self, topic: str) -> bus.TopicDescription:
+        """Leaders and replicas from the metadata of every topic (naming one could
+        create it on a cluster that creates topics on first use); the watermarks
+        through the offsets reader."""
+        admin = await self._admin()
+        try:
+            described = await admin.describe_topics()
+        except KafkaError as exc:
+            raise mapped(exc, OTHER, "cluster metadata") from exc
+        found = [t for t in described if t["topic"] == topic and not t.get("error_code")]
+        if not found or not found[0]["partitions"]:
+            raise bus.UnknownTopicError(f"topic {topic!r} does not exist")
+        partitions = {p["partition"]: p for p in found[0]["partitions"]}
+        raw = [RawTP(topic, n) for n in sorted(partitions)]
+        reader = await self._reader()
+        try:
+            with no_auto_create():
+                lows = await reader.beginning_offsets(raw)
+                highs = await reader.end_offsets(raw)
+        except KafkaError as exc:
+            raise mapped(exc, OTHER, f"describe topic {topic!r}") from exc
+        return bus.TopicDescription(
+            topic,
+            [
+                bus.PartitionDescription(
+                    tp.partition,
+                    lows[tp],
+                    highs[tp],
+                    leader if (leader := partitions[tp.partition]["leader"]) >= 0 else None,
+                    partitions[tp.partition]["replicas"],
+                    partitions[tp.partition]["isr"],
+                )
+                for tp in raw
+            ],
+        )
+
+    def describe_topic(self, topic: str, timeout: float | None) -> bus.TopicDescription:
+        return self._bounded(self._describe_topic(topic), timeout, f"describe topic {topic!r}")
+
     async def _ping(self) -> None:
         admin = await self._admin()
         try:

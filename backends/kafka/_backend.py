@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from typing import Any
 
 from confluent_kafka import (
@@ -40,6 +40,29 @@ _SLICE = 0.1
 
 #: The deadline (``time.monotonic()``) of an admin call and the seconds it was given.
 _Budget = tuple[float, float]
+
+#: Seconds between asking again for offsets while a leader moves: doubling, up to the last.
+_FIRST_RETRY, _LAST_RETRY = 0.05, 0.5
+
+#: What a partition answers ``ListOffsets`` with while its leadership moves (just after
+#: the topic was made, or a broker restarted). librdkafka does not flag each retriable.
+_LEADER_MOVING = frozenset(
+    {
+        KafkaError.NOT_LEADER_FOR_PARTITION,
+        KafkaError.LEADER_NOT_AVAILABLE,
+        KafkaError.REPLICA_NOT_AVAILABLE,
+        KafkaError.OFFSET_NOT_AVAILABLE,
+        KafkaError.UNKNOWN_LEADER_EPOCH,
+        KafkaError.FENCED_LEADER_EPOCH,
+    }
+)
+
+
+def _leader_moving(error: BaseException) -> bool:
+    """Whether ``error`` (ours, made from librdkafka's) says a partition's leader moves."""
+    cause = error.__cause__
+    native = cause.args[0] if isinstance(cause, KafkaException) and cause.args else None
+    return isinstance(native, KafkaError) and native.code() in _LEADER_MOVING
 
 
 class KafkaBackend(Backend):
@@ -102,12 +125,13 @@ class KafkaBackend(Backend):
                     raise mapped(exc, "config", "kafka:// admin") from exc
             return self._admin_client
 
-    def _metadata(self, topic: str | None = None) -> Any:
+    def _metadata(self, topic: str | None = None, timeout: float | None = None) -> Any:
         admin = self._admin()
+        seconds = self._timeout if timeout is None else timeout
         try:
             if topic is None:
-                return admin.list_topics(timeout=self._timeout)
-            return admin.list_topics(topic, timeout=self._timeout)
+                return admin.list_topics(timeout=seconds)
+            return admin.list_topics(topic, timeout=seconds)
         except KafkaException as exc:
             admin.poll(0)  # serves error_cb: a refused login says why
             self._standing.check()
@@ -271,20 +295,82 @@ class KafkaBackend(Backend):
         self, partitions: set[bus.TopicPartition], what: str, within: _Budget
     ) -> dict[bus.TopicPartition, int]:
         """The log end offset of each of ``partitions`` that still exists."""
+        latest = OffsetSpec.latest()  # type: ignore[no-untyped-call]
+        return self._list_offsets(partitions, latest, what, within, missing_ok=True)
+
+    def _list_offsets(
+        self,
+        partitions: Collection[bus.TopicPartition],
+        spec: Any,
+        what: str,
+        within: _Budget,
+        *,
+        missing_ok: bool,
+    ) -> dict[bus.TopicPartition, int]:
+        """The offset ``spec`` names in each of ``partitions``, asked again while a
+        partition's leader moves (as just after the topic was made), until ``within``
+        runs out; a partition whose topic is gone is left out with ``missing_ok``."""
+        delay = _FIRST_RETRY
+        while True:
+            try:
+                return self._offsets_once(partitions, spec, what, within, missing_ok)
+            except bus.BusError as exc:
+                if not _leader_moving(exc) or time.monotonic() + delay >= within[0]:
+                    raise
+            time.sleep(delay)
+            delay = min(delay * 2, _LAST_RETRY)
+
+    def _offsets_once(
+        self,
+        partitions: Collection[bus.TopicPartition],
+        spec: Any,
+        what: str,
+        within: _Budget,
+        missing_ok: bool,
+    ) -> dict[bus.TopicPartition, int]:
         if not partitions:
             return {}
         futures = self._admin().list_offsets(
-            {
-                TopicPartition(tp.topic, tp.partition): OffsetSpec.latest()  # type: ignore[no-untyped-call]
-                for tp in partitions
-            },
+            {TopicPartition(tp.topic, tp.partition): spec for tp in partitions},
             request_timeout=self._left(within),
         )
-        ends = {}
+        found = {}
         for tp, future in futures.items():
             try:
                 info = self._result(future, what, within)
             except bus.UnknownTopicError:
+                if not missing_ok:
+                    raise
                 continue  # deleted meanwhile
-            ends[bus.TopicPartition(tp.topic, tp.partition)] = info.offset
-        return ends
+            found[bus.TopicPartition(tp.topic, tp.partition)] = info.offset
+        return found
+
+    # -- describing a topic -----------------------------------------------------------------
+
+    def describe_topic(self, topic: str, timeout: float | None) -> bus.TopicDescription:
+        """Leaders, replicas and in-sync replicas from the cluster metadata; the
+        watermarks from ``ListOffsets`` (earliest, then latest)."""
+        within = self._budget(timeout)
+        what = f"describe topic {topic!r}"
+        meta = self._metadata(topic, max(within[0] - time.monotonic(), 0.001)).topics.get(topic)
+        if meta is None or meta.error is not None or not meta.partitions:
+            raise bus.UnknownTopicError(f"topic {topic!r} does not exist")
+        every = [bus.TopicPartition(topic, n) for n in sorted(meta.partitions)]
+        earliest = OffsetSpec.earliest()  # type: ignore[no-untyped-call]
+        latest = OffsetSpec.latest()  # type: ignore[no-untyped-call]
+        lows = self._list_offsets(every, earliest, what, within, missing_ok=False)
+        highs = self._list_offsets(every, latest, what, within, missing_ok=False)
+        return bus.TopicDescription(
+            topic,
+            [
+                bus.PartitionDescription(
+                    tp.partition,
+                    lows[tp],
+                    highs[tp],
+                    leader if (leader := meta.partitions[tp.partition].leader) >= 0 else None,
+                    meta.partitions[tp.partition].replicas,
+                    meta.partitions[tp.partition].isrs,
+                )
+                for tp in every
+            ],
+        )

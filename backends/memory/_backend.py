@@ -15,6 +15,8 @@ from bus import (
     ConfigError,
     GroupDescription,
     GroupMember,
+    PartitionDescription,
+    TopicDescription,
     TopicPartition,
     UnknownGroupError,
     UnknownTopicError,
@@ -91,6 +93,16 @@ class MemoryBackend(Backend):
             if found is None:
                 raise UnknownTopicError(f"topic {topic!r} does not exist")
             return list(range(len(found.logs)))
+
+    def describe_topic(self, topic: str, timeout: float | None) -> TopicDescription:
+        """Nothing is ever deleted from a memory log (low 0) and there are no brokers."""
+        with self.broker.lock:
+            found = self.broker.topics.get(topic)
+            if found is None:
+                raise UnknownTopicError(f"topic {topic!r} does not exist")
+            return TopicDescription(
+                topic, [PartitionDescription(n, 0, len(log)) for n, log in enumerate(found.logs)]
+            )
 
     def _committed(self, group: Group) -> dict[TopicPartition, int]:
         """The group's committed positions in partitions that exist now."""

@@ -32,6 +32,7 @@ from bus.testing._conformance_interceptors import *
 from bus.testing._conformance_iteration import *
 from bus.testing._conformance_positions import *
 from bus.testing._conformance_producing import *
+from bus.testing._conformance_topic_admin import *
 from bus.testing._conformance_workers import *
 
 __all__ = [
@@ -44,6 +45,7 @@ __all__ = [
     "TestCommit",
     "TestConsumerClose",
     "TestConsumerInterceptors",
+    "TestDescribeTopic",
     "TestEnqueue",
     "TestGivenPartitions",
     "TestGroupAdmin",

@@ -7,7 +7,14 @@ import time
 from collections.abc import Mapping
 from typing import Any
 
-from bus import ConfigError, GroupDescription, UnknownGroupError, UnknownTopicError
+from bus import (
+    ConfigError,
+    GroupDescription,
+    PartitionDescription,
+    TopicDescription,
+    UnknownGroupError,
+    UnknownTopicError,
+)
 from bus.spi import (
     AsyncConsumerDriver,
     AsyncProducerDriver,
@@ -116,6 +123,28 @@ class SqliteBackend(Backend):
         if found is None:
             raise UnknownTopicError(f"topic {topic!r} does not exist")
         return list(range(found.partitions))
+
+    def describe_topic(self, topic: str, timeout: float | None) -> TopicDescription:
+        """The watermarks of every partition, read in one snapshot; a file has no
+        brokers, so no leader or replicas."""
+        deadline = self._deadline() if timeout is None else time.monotonic() + timeout
+        conn = self._conn()
+        with self._lock, conn.read(deadline, f"cannot describe {topic!r}") as raw:
+            raw.execute("BEGIN")  # one snapshot for every partition
+            try:
+                found = _log.find_topic(raw, topic)
+                marks = (
+                    []
+                    if found is None
+                    else [_log.watermarks(raw, topic, n) for n in range(found.partitions)]
+                )
+            finally:
+                raw.execute("COMMIT")
+        if found is None:
+            raise UnknownTopicError(f"topic {topic!r} does not exist")
+        return TopicDescription(
+            topic, [PartitionDescription(n, low, high) for n, (low, high) in enumerate(marks)]
+        )
 
     def groups(self, timeout: float | None) -> list[str]:
         deadline = self._deadline() if timeout is None else time.monotonic() + timeout

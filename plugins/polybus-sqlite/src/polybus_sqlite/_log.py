@@ -191,6 +191,10 @@ _READ = (
     "WHERE topic = (SELECT id FROM topics WHERE name = ?) AND partition = ? AND offset >= ? "
     "ORDER BY offset LIMIT ?"
 )
+_LOW = (
+    "SELECT MIN(offset) FROM messages "
+    "WHERE topic = (SELECT id FROM topics WHERE name = ?) AND partition = ?"
+)
 _HIGH = (
     "SELECT MAX(offset) FROM messages "
     "WHERE topic = (SELECT id FROM topics WHERE name = ?) AND partition = ?"
@@ -203,6 +207,14 @@ def high_watermark(raw: sqlite3.Connection, topic: str, partition: int) -> int:
     """The offset the next message of the partition gets (0 when empty or missing)."""
     (top,) = raw.execute(_HIGH, (topic, partition)).fetchone()
     return 0 if top is None else int(top) + 1
+
+
+def watermarks(raw: sqlite3.Connection, topic: str, partition: int) -> tuple[int, int]:
+    """The partition's low (its oldest offset kept; the high one when it keeps none) and
+    high watermarks."""
+    high = high_watermark(raw, topic, partition)
+    (low,) = raw.execute(_LOW, (topic, partition)).fetchone()
+    return (high if low is None else int(low)), high
 
 
 def read(

@@ -25,7 +25,7 @@ from bus import BusError, TopicPartition, UnknownTopicError
 
 from polybus_sqlite import _group
 from polybus_sqlite._db import Connection, Database
-from polybus_sqlite._log import Row, find_topic, high_watermark, read
+from polybus_sqlite._log import Row, find_topic, high_watermark, read, watermarks
 
 logger = logging.getLogger("polybus_sqlite")
 
@@ -34,7 +34,6 @@ Plan = list[tuple[TopicPartition, int]]
 Fetched = list[tuple[TopicPartition, int, int, list[Row]]]
 
 _TOPIC = "topic = (SELECT id FROM topics WHERE name = ?) AND partition = ?"
-_LOW = f"SELECT MIN(offset) FROM messages WHERE {_TOPIC}"
 _AT_TIME = f"SELECT MIN(offset) FROM messages WHERE {_TOPIC} AND timestamp >= ?"
 
 
@@ -140,9 +139,7 @@ class Session:
     def watermarks(self, tp: TopicPartition, deadline: float) -> tuple[int, int]:
         with self.conn.read(deadline, "cannot read the watermarks") as raw:
             self._check(raw, tp)
-            high = high_watermark(raw, tp.topic, tp.partition)
-            (low,) = raw.execute(_LOW, (tp.topic, tp.partition)).fetchone()
-        return (high if low is None else low), high
+            return watermarks(raw, tp.topic, tp.partition)
 
     def offsets_for_times(
         self, times: Mapping[TopicPartition, int], deadline: float
