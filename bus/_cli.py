@@ -453,8 +453,8 @@ def _add_produce(command: Any) -> None:
         "--json",
         "-J",
         action="store_true",
-        help="read each line as 'bus consume -J' prints it: its key, value, headers and "
-        "partition are sent (topic, offset and timestamp are ignored)",
+        help="read each line as 'bus consume -J' prints it: its key, value, headers, "
+        "partition and timestamp are sent (topic and offset are ignored)",
     )
     p.add_argument(
         "--null",
@@ -592,6 +592,7 @@ class _Produce:
     enqueue: bool
     lines: _Lines
     reports: _Reports
+    timestamps: bool = False
 
     @classmethod
     def of(cls, args: argparse.Namespace) -> _Produce:
@@ -612,11 +613,13 @@ class _Produce:
 
     def sending(self, record: Record) -> dict[str, Any]:
         """The keyword arguments of ``send``/``enqueue`` for ``record``: ``-p`` wins
-        over a JSON line's partition, ``-H`` headers follow the line's own."""
+        over a JSON line's partition, ``-H`` headers follow the line's own, a JSON
+        line's timestamp is kept (on a backend with ``timestamps``; else dropped)."""
         return {
             "key": record.key,
             "headers": [*record.headers, *self.headers],
             "partition": record.partition if self.partition is None else self.partition,
+            "timestamp": record.timestamp if self.timestamps else None,
         }
 
 
@@ -624,6 +627,7 @@ def _produce(args: argparse.Namespace) -> int:
     job = _Produce.of(args)
     _hint_if_default(args.url)
     with bus.connect(args.url) as b:
+        job.timestamps = "timestamps" in b.capabilities
         if "sync" in b.capabilities:
             _produce_blocking(b, job)
         else:
@@ -1157,7 +1161,9 @@ def _add_topics(command: Any, url: argparse.ArgumentParser) -> None:
     delete.add_argument("name", type=_topic, metavar="NAME")
     delete.set_defaults(run=_topics_delete)
     describe = actions.add_parser(
-        "describe", parents=[url], help="show a topic's partitions and their watermarks"
+        "describe",
+        parents=[url],
+        help="show a topic's partitions: leaders, replicas and watermarks",
     )
     describe.add_argument("name", type=_topic, metavar="NAME")
     describe.add_argument("--json", action="store_true", help="print JSON instead of a table")
@@ -1173,25 +1179,61 @@ def _table(rows: Sequence[Sequence[str]]) -> None:
 
 def _topics_describe(args: argparse.Namespace) -> int:
     with bus.connect(args.url) as b:
-        numbers = b.partitions(args.name)
-        wanted = [TopicPartition(args.name, n) for n in numbers]
-        if "sync" in b.capabilities:
-            with b.consumer(partitions=wanted) as consumer:
-                marks = [consumer.watermarks(args.name, n) for n in numbers]
-        else:
-            marks = asyncio.run(_watermarks_asyncio(b, wanted))
-    parts = [
-        {"partition": n, "low": low, "high": high, "messages": high - low}
-        for n, (low, high) in zip(numbers, marks, strict=True)
-    ]
+        try:
+            described = b.describe_topic(args.name)
+        except bus.UnsupportedError:  # a backend without it: the watermarks alone
+            described = _described_by_watermarks(b, args.name)
     if args.json:
-        _say(json.dumps({"topic": args.name, "partitions": parts}, indent=2))
+        parts = [
+            {
+                "partition": p.partition,
+                "leader": p.leader,
+                "replicas": list(p.replicas),
+                "in_sync": list(p.in_sync),
+                "low": p.low,
+                "high": p.high,
+                "messages": p.messages,
+            }
+            for p in described.partitions
+        ]
+        _say(json.dumps({"topic": described.topic, "partitions": parts}, indent=2))
         return EXIT_OK
-    _say(f"Topic: {args.name}  Partitions: {len(parts)}")
-    rows: list[tuple[str, ...]] = [("PARTITION", "LOW-WATERMARK", "HIGH-WATERMARK", "MESSAGES")]
-    rows += [tuple(str(p[k]) for k in ("partition", "low", "high", "messages")) for p in parts]
+    _say(f"Topic: {described.topic}  Partitions: {len(described.partitions)}")
+    rows: list[tuple[str, ...]] = [
+        ("PARTITION", "LEADER", "REPLICAS", "ISR", "LOW-WATERMARK", "HIGH-WATERMARK", "MESSAGES")
+    ]
+    rows += [
+        (
+            str(p.partition),
+            _dash(p.leader),
+            ",".join(map(str, p.replicas)) or "-",
+            ",".join(map(str, p.in_sync)) or "-",
+            str(p.low),
+            str(p.high),
+            str(p.messages),
+        )
+        for p in described.partitions
+    ]
     _table(rows)
     return EXIT_OK
+
+
+def _described_by_watermarks(b: bus.Bus, topic: str) -> bus.TopicDescription:
+    """``topic`` described through a consumer's ``watermarks``, for a backend whose
+    ``describe_topic`` is unsupported: no leaders or replicas."""
+    wanted = [TopicPartition(topic, n) for n in b.partitions(topic)]
+    if "sync" in b.capabilities:
+        with b.consumer(partitions=wanted) as consumer:
+            marks = [consumer.watermarks(tp.topic, tp.partition) for tp in wanted]
+    else:
+        marks = asyncio.run(_watermarks_asyncio(b, wanted))
+    return bus.TopicDescription(
+        topic,
+        [
+            bus.PartitionDescription(tp.partition, low, high)
+            for tp, (low, high) in zip(wanted, marks, strict=True)
+        ],
+    )
 
 
 async def _watermarks_asyncio(b: bus.Bus, wanted: list[TopicPartition]) -> list[tuple[int, int]]:

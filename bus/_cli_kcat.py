@@ -85,6 +85,9 @@ def format_type(spec: str) -> Callable[[Message], str]:
 
 # -- -J -------------------------------------------------------------------------------------
 
+#: The largest timestamp a message can have (a Kafka int64).
+_LONG_MAX = 2**63 - 1
+
 
 def _encode(data: Any) -> Any:
     """Bytes that are UTF-8 as a JSON string, other bytes as ``{"base64": ...}``,
@@ -135,12 +138,14 @@ class Record:
     value: bytes | None
     headers: tuple[tuple[str, bytes | None], ...] = ()
     partition: int | None = None
+    timestamp: int | None = None
 
 
 def from_json(line: bytes, number: int) -> Record:
-    """One line of ``consume -J`` as a record to send: key, value, headers and partition
-    are kept; topic, offset and timestamp are ignored. Raises ``ValueError`` naming
-    the line."""
+    """One line of ``consume -J`` as a record to send: key, value, headers, partition
+    and timestamp are kept; topic and offset are ignored (the message goes to the
+    topic named on the command line and gets the offset the log gives it). A missing
+    or null field is ``None``. Raises ``ValueError`` naming the line."""
     where = f"line {number}"
     try:
         data = json.loads(line)
@@ -158,11 +163,21 @@ def from_json(line: bytes, number: int) -> Record:
         isinstance(partition, bool) or not isinstance(partition, int) or partition < 0
     ):
         raise ValueError(f'{where}: "partition" must be a partition number or null')
+    timestamp = data.get("timestamp")
+    if timestamp is not None and (
+        isinstance(timestamp, bool)
+        or not isinstance(timestamp, int)
+        or not 0 <= timestamp <= _LONG_MAX
+    ):
+        raise ValueError(
+            f'{where}: "timestamp" must be milliseconds since the epoch (0 to 2**63-1) or null'
+        )
     return Record(
         key=_decode(data.get("key"), f"{where}: key"),
         value=_decode(data.get("value"), f"{where}: value"),
         headers=tuple((n, _decode(v, f"{where}: header {n}")) for n, v in headers),
         partition=partition,
+        timestamp=timestamp,
     )
 
 

@@ -6,10 +6,10 @@ from __future__ import annotations
 
 import json
 import subprocess
-import time
 import uuid
 
 import pytest
+from hypothesis import given
 from test_cli import (  # fixtures and helpers of the CLI tests
     broker,
     bus_script,
@@ -24,6 +24,7 @@ from test_cli import (  # fixtures and helpers of the CLI tests
 import bus
 from bus._cli import main
 from bus._cli_kcat import compile_format, from_json, to_json
+from bus.testing import strategies
 
 __all__ = ["broker", "cli_url", "kafka_url", "url"]
 
@@ -76,16 +77,44 @@ def test_json_is_reversible_for_text_other_bytes_and_none() -> None:
         "headers": [["h", "ok"], ["n", None], ["b", {"base64": "/g=="}]],
     }
     record = from_json(to_json(message).encode(), 1)
-    assert (record.key, record.value, record.headers, record.partition) == (
+    assert (record.key, record.value, record.headers, record.partition, record.timestamp) == (
         None,
         b"\xff\x00",
         (("h", b"ok"), ("n", None), ("b", b"\xfe")),
         1,
+        12,
     )
 
 
+@given(strategies.messages(partitions=8))
+def test_json_gives_back_every_field_produce_sends(message: bus.Message) -> None:
+    line = to_json(message)
+    assert "\n" not in line  # one message, one line
+    record = from_json(line.encode(), 1)
+    assert (record.key, record.value, record.headers) == (
+        message.key,
+        message.value,
+        tuple(message.headers or ()),
+    )
+    assert (record.partition, record.timestamp) == (message.partition, message.timestamp)
+
+
 @pytest.mark.parametrize(
-    "line", [b"not json", b"[1]", b'{"value": 3}', b'{"headers": [1]}', b'{"partition": -1}']
+    "line",
+    [
+        b"not json",
+        b"[1]",
+        b'{"value": 3}',
+        b'{"value": {"base64": "@@"}}',
+        b'{"headers": [1]}',
+        b'{"headers": [["h", 1]]}',
+        b'{"partition": -1}',
+        b'{"partition": true}',
+        b'{"timestamp": -1}',
+        b'{"timestamp": 9223372036854775808}',
+        b'{"timestamp": 1.5}',
+        b"\xff",
+    ],
 )
 def test_a_bad_json_line_is_refused_naming_it(line: bytes) -> None:
     with pytest.raises(ValueError, match="line 4"):
@@ -247,10 +276,14 @@ def test_produce_json_reads_what_consume_json_writes(
     dst = read_all(broker, "dst", 6)
 
     def shape(m: bus.Message) -> tuple[object, ...]:
-        return (m.partition, m.offset, m.key, m.value, m.headers)
+        return (m.partition, m.offset, m.timestamp, m.key, m.value, m.headers)
 
-    assert sorted(map(shape, dst)) == sorted(
-        (m.partition, m.offset, m.key, m.value, (*m.headers, ("x", b"y"))) for m in src
+    assert sorted(map(shape, dst), key=repr) == sorted(
+        (
+            (m.partition, m.offset, m.timestamp, m.key, m.value, (*m.headers, ("x", b"y")))
+            for m in src
+        ),
+        key=repr,
     )
 
 
@@ -273,12 +306,18 @@ def test_consume_json_piped_into_produce_json_keeps_everything_on_kafka(kafka_ur
     with bus.connect(blocking) as b:
         b.create_topic(src, partitions=3)
         b.create_topic(dst, partitions=3)
-    time.sleep(1)  # let the topics' metadata spread
     with bus.connect(blocking) as b, b.producer() as producer:
         for i in range(9):
             key = None if i == 4 else f"k{i}".encode()
             value = None if i == 5 else (b"\xff\xfe" if i == 6 else f"v{i}".encode())
-            producer.send(src, value, key=key, headers=[("i", str(i).encode())], partition=i % 3)
+            producer.send(
+                src,
+                value,
+                key=key,
+                headers=[("i", str(i).encode())],
+                partition=i % 3,
+                timestamp=1_700_000_000_000 + i,  # kept by the copy, not the copy's time
+            )
     script = bus_script()
     consume = subprocess.Popen(
         [script, "consume", src, "--url", kafka_url, "-J", "-e", "-o", "beginning"],
@@ -307,7 +346,8 @@ def test_consume_json_piped_into_produce_json_keeps_everything_on_kafka(kafka_ur
 
     def shape(line: str) -> tuple[object, ...]:
         data = json.loads(line)
-        return (data["partition"], data["offset"], data["key"], data["value"], data["headers"])
+        fields = ("partition", "offset", "timestamp", "key", "value", "headers")
+        return tuple(data[name] for name in fields)
 
     got = sorted(map(shape, lines(copied.stdout)), key=repr)
     assert len(got) == 9
@@ -326,18 +366,41 @@ def test_topics_describe_shows_watermarks(
     assert main(["topics", "describe", "t", "--url", cli_url]) == 0
     assert lines(capsys.readouterr().out) == [
         "Topic: t  Partitions: 2",
-        "PARTITION  LOW-WATERMARK  HIGH-WATERMARK  MESSAGES",
-        "0          0              3               3",
-        "1          0              2               2",
+        "PARTITION  LEADER  REPLICAS  ISR  LOW-WATERMARK  HIGH-WATERMARK  MESSAGES",
+        "0          -       -         -    0              3               3",
+        "1          -       -         -    0              2               2",
     ]
     assert main(["topics", "describe", "t", "--url", cli_url, "--json"]) == 0
     assert json.loads(capsys.readouterr().out)["partitions"][1] == {
         "partition": 1,
+        "leader": None,
+        "replicas": [],
+        "in_sync": [],
         "low": 0,
         "high": 2,
         "messages": 2,
     }
     assert main(["topics", "describe", "nope", "--url", cli_url]) == 1
+
+
+def test_topics_describe_on_a_backend_that_cannot_describe_topics_shows_the_watermarks(
+    cli_url: str,
+    broker: bus.Bus,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    from backends.memory._backend import MemoryBackend
+    from bus.spi import Backend
+
+    monkeypatch.setattr(MemoryBackend, "describe_topic", Backend.describe_topic)
+    with pytest.raises(bus.UnsupportedError):
+        broker.describe_topic("t")  # the SPI's default: the CLI reads the watermarks
+    _seed(broker)
+    assert main(["topics", "describe", "t", "--url", cli_url]) == 0
+    assert [row.split() for row in lines(capsys.readouterr().out)[2:]] == [
+        ["0", "-", "-", "-", "0", "3", "3"],
+        ["1", "-", "-", "-", "0", "2", "2"],
+    ]
 
 
 def test_groups_list_and_describe_show_the_lag(
@@ -383,7 +446,6 @@ def test_groups_describe_shows_the_lag_of_a_group_that_read_half_on_kafka(
     blocking = kafka_url.replace("aiokafka://", "kafka://")
     with bus.connect(blocking) as b:
         b.create_topic(topic, partitions=2)
-    time.sleep(1)
     with bus.connect(blocking) as b, b.producer() as producer:
         for i in range(8):
             producer.send(topic, f"v{i}".encode(), partition=0)
@@ -419,3 +481,48 @@ def test_groups_describe_shows_the_lag_of_a_group_that_read_half_on_kafka(
         check=True,
     )
     assert group in lines(listed.stdout)
+
+
+def test_topics_describe_shows_leaders_replicas_and_watermarks_on_kafka(kafka_url: str) -> None:
+    topic = f"cli-describe-{uuid.uuid4().hex[:8]}"
+    blocking = kafka_url.replace("aiokafka://", "kafka://")
+    with bus.connect(blocking) as b:
+        b.create_topic(topic, partitions=2)
+        with b.producer() as producer:
+            for i in range(3):
+                producer.send(topic, f"v{i}".encode(), partition=1)
+    script = bus_script()
+    shown = subprocess.run(
+        [script, "topics", "describe", topic, "--url", kafka_url],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert shown.returncode == 0, shown.stderr
+    out = lines(shown.stdout)
+    assert out[0] == f"Topic: {topic}  Partitions: 2"
+    assert out[1].split() == [
+        "PARTITION",
+        "LEADER",
+        "REPLICAS",
+        "ISR",
+        "LOW-WATERMARK",
+        "HIGH-WATERMARK",
+        "MESSAGES",
+    ]
+    rows = [row.split() for row in out[2:]]
+    assert [(r[0], *r[4:]) for r in rows] == [("0", "0", "0", "0"), ("1", "0", "3", "3")]
+    for _, leader, replicas, in_sync, *_ in rows:
+        assert leader.isdigit(), rows  # one broker: it leads, holds and is in sync
+        assert replicas == in_sync == leader, rows
+    as_json = subprocess.run(
+        [script, "topics", "describe", topic, "--url", kafka_url, "--json"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=True,
+    )
+    data = json.loads(as_json.stdout)
+    assert [(p["partition"], p["high"]) for p in data["partitions"]] == [(0, 0), (1, 3)]
+    assert all(p["replicas"] == p["in_sync"] == [p["leader"]] for p in data["partitions"])
