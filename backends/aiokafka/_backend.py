@@ -22,7 +22,7 @@ from aiokafka.coordinator.protocol import ConsumerProtocol
 from aiokafka.errors import GroupIdNotFound, KafkaError
 
 import bus
-from backends._kafka_groups import group_state, member_host
+from backends._kafka_groups import group_state, member_host, partition_description
 from backends._kafka_options import merged
 from backends.aiokafka import _auth
 from backends.aiokafka._client import no_auto_create
@@ -203,11 +203,11 @@ class AioKafkaBackend(Backend):
         return bus.TopicDescription(
             topic,
             [
-                bus.PartitionDescription(
+                partition_description(
                     tp.partition,
                     lows[tp],
                     highs[tp],
-                    leader if (leader := partitions[tp.partition]["leader"]) >= 0 else None,
+                    partitions[tp.partition]["leader"],
                     partitions[tp.partition]["replicas"],
                     partitions[tp.partition]["isr"],
                 )

@@ -21,7 +21,7 @@ from confluent_kafka.admin import (  # type: ignore[attr-defined]
 )
 
 import bus
-from backends._kafka_groups import group_state, member_host
+from backends._kafka_groups import group_state, member_host, partition_description
 from backends._kafka_options import merged
 from backends.kafka._consumer import KafkaConsumer
 from backends.kafka._errors import OTHER, Standing, mapped, with_cause
@@ -363,11 +363,11 @@ class KafkaBackend(Backend):
         return bus.TopicDescription(
             topic,
             [
-                bus.PartitionDescription(
+                partition_description(
                     tp.partition,
                     lows[tp],
                     highs[tp],
-                    leader if (leader := meta.partitions[tp.partition].leader) >= 0 else None,
+                    meta.partitions[tp.partition].leader,
                     meta.partitions[tp.partition].replicas,
                     meta.partitions[tp.partition].isrs,
                 )
