@@ -411,19 +411,30 @@ def member_kill(
     )
     processed: list[int] = []
     committed = 0
+
+    def account(line: str) -> None:
+        nonlocal committed
+        if line.startswith("C "):
+            committed = int(line.split()[1])
+        elif line.strip():
+            processed.append(int(line))
+
     assert child.stdout is not None
     try:
         for line in child.stdout:
-            if line.startswith("C "):
-                committed = int(line.split()[1])
-            else:
-                processed.append(int(line))
+            account(line)
             if len(processed) >= messages // 2:
                 break
     finally:
         child.send_signal(signal.SIGKILL)
         child.wait(timeout=30)
     killed = time.monotonic()
+    # The member runs on until the signal lands: what it printed meanwhile (it may
+    # have processed and committed another window) is still in the pipe. Leaving it
+    # unread would count those messages lost once the survivor starts past them.
+    for line in child.stdout.read().split("\n")[:-1]:  # a cut-off last line is dropped
+        account(line)
+    child.stdout.close()
     outcome.bound = len(processed) - committed
     taken: list[int] = []
     with _api(url, scheme) as api:
