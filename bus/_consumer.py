@@ -74,6 +74,8 @@ class _ConsumerCore:
         self._hold_for = max_poll_interval / 2
         if gives_back:
             self._driver.before_revoke = self._revoking
+        if self._chain is not None:  # the driver's own commits reach on_commit too
+            self._driver.on_committed = self._chain.committed
         self._can_seek = capabilities is None or "seek" in capabilities
         self._can_look_up = capabilities is None or "offsets" in capabilities
         self._backend = backend

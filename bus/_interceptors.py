@@ -58,9 +58,12 @@ class Interceptor:
         before that never is."""
 
     def on_commit(self, offsets: Mapping[TopicPartition, int]) -> None:
-        """After an explicit ``commit()`` succeeded: the positions committed (the
-        offset after the last message processed, per partition). Automatic commits,
-        and those of rebalances and ``close``, are the backend's and not reported."""
+        """After each commit succeeded: the positions committed (the offset after the
+        last message processed, per partition). Every explicit ``commit()``, and every
+        commit the consumer makes by itself that moved a position: the
+        ``auto_commit_interval``'s, a rebalance's (for the partitions taken away),
+        ``close``'s. Those come from inside a poll or ``close`` (on aiokafka://, from the
+        task that commits or rebalances, on the same event loop)."""
 
     def close(self) -> None:
         """The client this interceptor serves closes."""

@@ -369,6 +369,16 @@ class ConsumerDriver(abc.ABC):
     #: ``poll_batch`` it does nothing, and a driver may do that too.
     before_revoke: Callable[[set[TopicPartition]], None] | None = None
 
+    #: Set by the core before the first ``poll_batch`` when interceptors watch the
+    #: consumer (``on_commit``); ``None`` otherwise, and then nothing need be told. The
+    #: driver calls it after each commit *it* made that succeeded, with the positions
+    #: written (``{TopicPartition: next offset}``, never empty): the auto-commit
+    #: interval's, a rebalance's for the partitions it takes away, ``close``'s. Called
+    #: from inside ``poll_batch`` or ``close`` (or a thread the driver rebalances on),
+    #: never while the driver holds a lock of its own. Never for a ``commit()`` call: the
+    #: core reports those. A driver that commits nothing by itself may ignore it.
+    on_committed: Callable[[Mapping[TopicPartition, int]], None] | None = None
+
     def give_back(self, positions: Mapping[TopicPartition, int]) -> None:
         """Optional. The application stopped short in the batch ``poll_batch`` returned
         last: for each partition named, the messages from that offset on never reached
@@ -499,10 +509,12 @@ class AsyncConsumerDriver(abc.ABC):
     """``ConsumerDriver``'s asyncio twin. A cancelled ``poll_batch`` returns nothing:
     the batch before it counts as processed (the application asked for more), none of
     what it would have returned does. ``wakeup()`` may come from any task or thread.
-    ``give_back`` and ``before_revoke`` are as on ``ConsumerDriver``, and synchronous
-    (``before_revoke`` is called on the event loop, from the task that rebalances)."""
+    ``give_back``, ``before_revoke`` and ``on_committed`` are as on ``ConsumerDriver``,
+    and synchronous (called on the event loop, from the task that rebalances or
+    commits)."""
 
     before_revoke: Callable[[set[TopicPartition]], None] | None = None
+    on_committed: Callable[[Mapping[TopicPartition, int]], None] | None = None
 
     def give_back(self, positions: Mapping[TopicPartition, int]) -> None:
         """Optional: as ``ConsumerDriver.give_back``."""

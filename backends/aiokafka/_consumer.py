@@ -256,7 +256,9 @@ class AioKafkaConsumer(AsyncConsumerDriver):
     async def _commit_positions(
         self, positions: Mapping[Key, int], *, quiet: bool, timeout: float | None = None
     ) -> None:
-        """Commit ``positions``; a ``quiet`` commit tells ``on_error`` instead of raising.
+        """Commit ``positions``; a ``quiet`` commit (one of its own: the interval's, a
+        rebalance's, close's) tells ``on_error`` instead of raising, and ``on_committed``
+        when it succeeded.
         aiokafka's commit waits for the coordinator without limit: ``timeout`` bounds it
         (the positions stay processed and go with the next commit)."""
         async with self._commit_lock:
@@ -282,6 +284,8 @@ class AioKafkaConsumer(AsyncConsumerDriver):
                 self._report(error)
                 return
             self._committed.update(todo)
+        if quiet and self.on_committed is not None:  # one of its own: on_commit hears
+            self.on_committed({bus.TopicPartition(t, p): o for (t, p), o in todo.items()})
 
     def _report(self, error: bus.BusError) -> None:
         """Tell ``on_error`` of a problem once until messages flow again."""

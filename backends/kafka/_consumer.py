@@ -127,6 +127,9 @@ class KafkaConsumer(ConsumerDriver):
         self._assigned: set[Key] = set()
         self._returned: dict[Key, int] = {}  # next offsets after the batch last returned
         self._processed: dict[Key, int] = {}
+        # What this member knows it committed of its partitions: a commit of its own
+        # (a rebalance's, librdkafka's) that moves none of them is not one.
+        self._committed: dict[Key, int] = {}
         self._given = GivenBack()
         # Paused partitions, and what give_back kept of them: returned once resumed.
         self._paused: set[Key] = set()
@@ -140,6 +143,7 @@ class KafkaConsumer(ConsumerDriver):
         )
         config = dict(conf)
         config["error_cb"] = self._error
+        config["on_commit"] = self._committed_cb  # librdkafka's own commits, for on_commit
         try:
             self._raw = RawConsumer(config)
         except KafkaException as exc:
@@ -173,6 +177,26 @@ class KafkaConsumer(ConsumerDriver):
             return  # the placeholder group of a consumer without one
         self._standing.note(err)
         self._problems.report(with_cause(mapped(err, OTHER), err), err.code())
+
+    def _committed_cb(self, err: KafkaError | None, partitions: list[Any]) -> None:
+        """librdkafka's offset_commit_cb, served inside ``consume``/``poll``/``close``:
+        its auto-commits and the commit of ``close`` (not the synchronous commits this
+        driver makes, which it reports itself). Nothing to commit (``_NO_OFFSET``), or a
+        partition that failed, is not a commit."""
+        if self.on_committed is None:
+            return
+        if err is not None and err.code() == KafkaError._NO_OFFSET:
+            return
+        moved = {
+            (tp.topic, tp.partition): tp.offset
+            for tp in partitions
+            if tp.error is None
+            and tp.offset >= 0
+            and self._committed.get((tp.topic, tp.partition)) != tp.offset
+        }
+        if moved:
+            self._committed.update(moved)
+            self.on_committed({bus.TopicPartition(t, p): o for (t, p), o in moved.items()})
 
     # -- assignment ---------------------------------------------------------------------------
 
@@ -218,6 +242,8 @@ class KafkaConsumer(ConsumerDriver):
     def _assigned_cb(self, raw: Any, partitions: list[Any]) -> None:
         gained = {(tp.topic, tp.partition) for tp in partitions}
         self._assigned |= gained
+        for key in gained:  # another member may have committed it since
+            self._committed.pop(key, None)
         if gained and self._on_assign is not None:
             self._on_assign(_tps(gained))
 
@@ -226,9 +252,16 @@ class KafkaConsumer(ConsumerDriver):
         if lost and self.before_revoke is not None:
             self.before_revoke(_tps(lost))  # served inside poll: nothing is held then
         if self._auto_commit:
-            self._commit_positions(
-                {k: v for k, v in self._processed.items() if k in lost}, quiet=True
+            done = self._commit_positions(
+                {
+                    k: v
+                    for k, v in self._processed.items()
+                    if k in lost and self._committed.get(k) != v
+                },
+                quiet=True,
             )
+            if done and self.on_committed is not None:
+                self.on_committed(done)
         self._forget(lost)
         if lost and self._on_revoke is not None:
             self._on_revoke(_tps(lost))
@@ -276,16 +309,20 @@ class KafkaConsumer(ConsumerDriver):
         except KafkaException as exc:  # a partition went away meanwhile
             LOGGER.debug("store_offsets: %s", exc)
 
-    def _commit_positions(self, positions: Mapping[Key, int], *, quiet: bool = False) -> None:
+    def _commit_positions(
+        self, positions: Mapping[Key, int], *, quiet: bool = False
+    ) -> dict[bus.TopicPartition, int]:
+        """Commit ``positions`` and wait for the answer; returns what was committed. A
+        ``quiet`` commit (a rebalance's) logs a failure instead of raising it."""
         if not positions:
-            return
+            return {}
         offsets = [RawTP(t, p, o) for (t, p), o in positions.items()]
         try:
             result = self._raw.commit(offsets=offsets, asynchronous=False)
         except KafkaException as exc:
             if quiet:
                 LOGGER.warning("commit during rebalance failed: %s", exc)
-                return
+                return {}
             raise mapped(exc, COMMIT, "commit failed") from exc
         failed = [tp for tp in result or () if tp.error is not None]
         if failed and not quiet:
@@ -294,6 +331,9 @@ class KafkaConsumer(ConsumerDriver):
                 mapped(err, COMMIT, f"commit of {failed[0].topic}[{failed[0].partition}] failed"),
                 err,
             )
+        done = {(tp.topic, tp.partition): tp.offset for tp in result or () if tp.error is None}
+        self._committed.update(done)
+        return {bus.TopicPartition(t, p): o for (t, p), o in done.items()}
 
     # -- the driver ------------------------------------------------------------------------------
 

@@ -10,7 +10,7 @@ import time
 from collections.abc import Callable, Collection, Mapping, Sequence
 from typing import Any
 
-from backends.memory._group import ConsumerState
+from backends.memory._group import ConsumerState, report_own_commits
 from backends.memory._produce import Appender
 from bus import BusError, Delivery, Message, TopicPartition
 from bus.spi import AsyncConsumerDriver, AsyncProducerDriver, DeliveryCallback, Headers
@@ -86,6 +86,12 @@ class AsyncMemoryConsumer(AsyncConsumerDriver):
             await _call(self._on_assign, gained)
 
     async def poll_batch(self, max_messages: int, timeout: float | None) -> list[Message]:
+        try:
+            return await self._poll_batch(max_messages, timeout)
+        finally:
+            report_own_commits(self._state, self.on_committed)
+
+    async def _poll_batch(self, max_messages: int, timeout: float | None) -> list[Message]:
         state = self._state
         broker = state.broker
         loop = asyncio.get_running_loop()
@@ -170,3 +176,4 @@ class AsyncMemoryConsumer(AsyncConsumerDriver):
     async def close(self, timeout: float | None) -> None:
         with self._state.broker.lock:
             self._state.close()
+        report_own_commits(self._state, self.on_committed)

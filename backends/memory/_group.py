@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import itertools
 import time
-from collections.abc import Collection, Mapping
+from collections.abc import Callable, Collection, Mapping
 from typing import Any
 
 from backends.memory._log import Broker, Record
@@ -124,6 +124,9 @@ class ConsumerState:
         self.positions: dict[TopicPartition, int] = {}  # held partitions: next offset
         self.returned: dict[TopicPartition, int] = {}  # after the batch last handed out
         self.processed: dict[TopicPartition, int] = {}
+        #: Commits this member made by itself (interval, revoke, close), for the driver
+        #: to report outside the lock (``take_own_commits``).
+        self.own_commits: list[dict[TopicPartition, int]] = []
         self.paused: set[TopicPartition] = set()  # held partitions fetch skips
         self.generation = 0
         self.woken = False
@@ -198,7 +201,7 @@ class ConsumerState:
         if not revoked:
             return None
         if self.auto_commit:
-            self.commit_processed(revoked)
+            self.commit_processed(revoked, own=True)
         return revoked
 
     def revoke_finish(self, revoked: frozenset[TopicPartition]) -> None:
@@ -343,13 +346,28 @@ class ConsumerState:
 
     # -- committing ----------------------------------------------------------------------------
 
-    def commit_processed(self, only: frozenset[TopicPartition] | None = None) -> None:
+    def commit_processed(
+        self, only: frozenset[TopicPartition] | None = None, *, own: bool = False
+    ) -> None:
+        """Commit the processed positions (of ``only``) this member owns; ``own``: a
+        commit of its own (not ``commit()``), noted in ``own_commits`` if it moved any."""
         group = self.group
         if group is None:
             return
+        written = {}
         for tp, position in self.processed.items():
-            if (only is None or tp in only) and group.owner.get(tp) == self.id:
-                group.committed[tp] = position
+            if (
+                (only is None or tp in only)
+                and group.owner.get(tp) == self.id
+                and group.committed.get(tp) != position
+            ):
+                group.committed[tp] = written[tp] = position
+        if own and written:
+            self.own_commits.append(written)
+
+    def take_own_commits(self) -> list[dict[TopicPartition, int]]:
+        taken, self.own_commits = self.own_commits, []
+        return taken
 
     def commit(self, message: Message | None) -> None:
         group = self.group
@@ -375,7 +393,7 @@ class ConsumerState:
 
     def maybe_auto_commit(self, now: float) -> None:
         if self.auto_commit and now >= self.next_commit:
-            self.commit_processed()
+            self.commit_processed(own=True)
             self.next_commit = now + self.interval
 
     def wait_time(self, deadline: float | None, now: float) -> float | None:
@@ -391,8 +409,22 @@ class ConsumerState:
         """Commit processed positions (if auto-committing) and leave the group."""
         if self.group is not None:
             if self.auto_commit:
-                self.commit_processed()
+                self.commit_processed(own=True)
             self.group.leave(self, self.broker)
         self.positions.clear()
         self.assigned = frozenset()
         self.broker.notify()
+
+
+def report_own_commits(
+    state: ConsumerState, listener: Callable[[Mapping[TopicPartition, int]], None] | None
+) -> None:
+    """Tell ``listener`` (the driver's ``on_committed``) of the commits ``state`` made by
+    itself, outside the broker's lock; with no listener they are just forgotten."""
+    if not state.own_commits:
+        return
+    with state.broker.lock:
+        taken = state.take_own_commits()
+    if listener is not None:
+        for offsets in taken:
+            listener(offsets)

@@ -6,7 +6,7 @@ import time
 from collections.abc import Callable, Collection, Mapping, Sequence
 from typing import Any
 
-from backends.memory._group import ConsumerState
+from backends.memory._group import ConsumerState, report_own_commits
 from backends.memory._produce import Appender
 from bus import BusError, Delivery, Message, TopicPartition
 from bus.spi import ConsumerDriver, DeliveryCallback, Headers, ProducerDriver
@@ -79,6 +79,12 @@ class MemoryConsumer(ConsumerDriver):
             self._on_assign(set(gained))
 
     def poll_batch(self, max_messages: int, timeout: float | None) -> list[Message]:
+        try:
+            return self._poll_batch(max_messages, timeout)
+        finally:
+            report_own_commits(self._state, self.on_committed)
+
+    def _poll_batch(self, max_messages: int, timeout: float | None) -> list[Message]:
         state = self._state
         broker = state.broker
         deadline = None if timeout is None else time.monotonic() + timeout
@@ -157,3 +163,4 @@ class MemoryConsumer(ConsumerDriver):
     def close(self, timeout: float | None) -> None:
         with self._state.broker.lock:
             self._state.close()
+        report_own_commits(self._state, self.on_committed)

@@ -3,21 +3,30 @@ The wrappers call them, so every backend gets them: ``on_send`` sees each messag
 before serialization and may change it, ``on_acknowledgement`` hears of each outcome
 exactly once (in reverse order across interceptors); ``on_consume`` sees each batch
 after deserialization, ``on_processed`` each message when the application asks for
-the next one or commits it, ``on_commit`` each commit; an interceptor that raises is
+the next one or commits it, ``on_commit`` each commit (the application's, and those
+the consumer makes itself: auto-commit, rebalance, close); an interceptor that raises is
 logged and skipped and loses nothing, ``close`` comes with the client's."""
 
 from __future__ import annotations
 
 import logging
 import threading
+import time
 from typing import Any
 
 import pytest
 
 import bus
-from bus.testing._conformance_common import NEVER, needs, send_all, values
+from bus.testing._conformance_common import (
+    NEVER,
+    PARTITIONS,
+    QUIET,
+    needs,
+    send_all,
+    values,
+)
 from bus.testing.apis import BusAPI
-from bus.testing.helpers import consume
+from bus.testing.helpers import DEADLINE, consume, topic_partitions, wait_for_group
 
 __all__ = ["TestConsumerInterceptors", "TestProducerInterceptors"]
 
@@ -277,6 +286,70 @@ class TestConsumerInterceptors:
             c.commit()
             assert watcher.processed == [m.value for m in [first, second, *rest]]
             assert watcher.commits[-1] == {tp: (rest[-1].offset or 0) + 1}
+
+    @needs("consumer_groups")
+    def test_auto_commits_reach_on_commit(self, bus_api: BusAPI, bus_topic: str) -> None:
+        with bus_api.producer() as producer:
+            send_all(producer, bus_topic, values("a", 3))
+        watcher = _Watcher()
+        tp = bus.TopicPartition(bus_topic, 0)
+        options = {"offset_reset": "earliest", "auto_commit_interval": 0.2}
+        group = f"{bus_topic}-g"
+        with bus_api.consumer(bus_topic, group=group, interceptors=[watcher], **options) as c:
+            consume(c, 3)
+            deadline = time.monotonic() + DEADLINE
+            while {tp: 3} not in watcher.commits and time.monotonic() < deadline:
+                assert c.poll(timeout=0.1) is None  # asking for more processed all three
+        assert {tp: 3} in watcher.commits, watcher.commits
+        assert all(set(c) == {tp} and 0 < c[tp] <= 3 for c in watcher.commits), watcher.commits
+        with bus_api.producer() as producer:  # what it reported is what the group has
+            producer.send(bus_topic, b"after", partition=0)
+        with bus_api.consumer(bus_topic, group=group, **options) as after:
+            assert [m.value for m in consume(after, 1)] == [b"after"]
+
+    @needs("consumer_groups")
+    def test_the_commit_of_close_reaches_on_commit(self, bus_api: BusAPI, bus_topic: str) -> None:
+        with bus_api.producer() as producer:
+            send_all(producer, bus_topic, values("c", 2))
+        watcher = _Watcher()
+        tp = bus.TopicPartition(bus_topic, 0)
+        options = {"offset_reset": "earliest", "auto_commit_interval": NEVER}
+        with bus_api.consumer(
+            bus_topic, group=f"{bus_topic}-g", interceptors=[watcher], **options
+        ) as consumer:
+            consume(consumer, 2)
+            assert consumer.poll(timeout=QUIET) is None  # both processed, none committed
+            assert watcher.commits == []
+        assert watcher.commits[-1] == {tp: 2}, watcher.commits
+        assert watcher.closed == 1
+
+    @needs("consumer_groups", "partitions", "admin")
+    def test_a_rebalance_commits_what_it_takes_away_and_on_commit_hears_of_it(
+        self, bus_api: BusAPI, bus_topic: str
+    ) -> None:
+        everything = topic_partitions(bus_topic, PARTITIONS)
+        with bus_api.producer() as producer:
+            for p in range(PARTITIONS):
+                send_all(producer, bus_topic, values(f"r{p}", 2), partition=p)
+        watcher = _Watcher()
+        options = {"offset_reset": "earliest", "auto_commit_interval": NEVER}
+        group = f"{bus_topic}-g"
+        first = bus_api.consumer(bus_topic, group=group, interceptors=[watcher], **options)
+        second = None
+        try:
+            consume(first, 2 * PARTITIONS)
+            assert first.poll(timeout=QUIET) is None  # all processed, none committed
+            assert watcher.commits == []
+            second = bus_api.consumer(bus_topic, group=group, **options)
+            _, taken = wait_for_group([first, second], everything)
+            reported: dict[bus.TopicPartition, int] = {}
+            for commit in watcher.commits:
+                reported.update(commit)
+            assert taken and all(reported.get(tp) == 2 for tp in taken), watcher.commits
+        finally:
+            first.close()
+            if second is not None:
+                second.close()
 
     @needs("consumer_groups")
     def test_a_consumer_interceptor_that_misbehaves_loses_nothing(

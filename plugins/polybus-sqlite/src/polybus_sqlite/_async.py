@@ -161,7 +161,7 @@ class AsyncSqliteConsumer(AsyncConsumerDriver):
         revoked = state.assigned - state.target
         if revoked:
             if state.auto_commit:
-                await self._commit(state.to_commit(revoked), deadline)
+                await self._commit(state.to_commit(revoked), deadline, own=True)
             await _call(m.on_revoke, revoked)
             await run(session.release, member, revoked, m.lock_deadline(deadline))
             state.release(revoked)
@@ -181,15 +181,18 @@ class AsyncSqliteConsumer(AsyncConsumerDriver):
                 await _call(m.on_assign, gained)
 
     async def _commit(
-        self, positions: Mapping[TopicPartition, int], deadline: float | None
+        self, positions: Mapping[TopicPartition, int], deadline: float | None, *, own: bool
     ) -> bool:
+        """As the blocking driver's."""
         state = self._state
         if not positions or state.member is None:
             return True
         alive, done = await self._thread.run(
             self._session.commit, state.member, positions, self._m.lock_deadline(deadline)
         )
-        state.committed_now(positions, done)
+        written = state.committed_now(positions, done)
+        if own and written and self.on_committed is not None:
+            self.on_committed(written)
         if not alive:
             state.dirty = True
         return alive
@@ -228,7 +231,7 @@ class AsyncSqliteConsumer(AsyncConsumerDriver):
                         batch = await self._fetch(max_messages)
                     now = time.monotonic()
                     if state.commit_due(now):
-                        await self._commit(state.to_commit(), deadline)
+                        await self._commit(state.to_commit(), deadline, own=True)
                 except TimeoutError as error:
                     m.reporter.report(error, "locked")
                     state.dirty = True
@@ -259,7 +262,7 @@ class AsyncSqliteConsumer(AsyncConsumerDriver):
                     "pass group=... to consumer()"
                 )
             state.mark_processed()
-            if not await self._commit(state.to_commit(), None):
+            if not await self._commit(state.to_commit(), None, own=False):
                 raise CommitError(
                     f"this consumer is no member of group {state.group!r} any more (it was "
                     "silent for session_timeout, or not polled for max_poll_interval): its "
@@ -316,6 +319,12 @@ class AsyncSqliteConsumer(AsyncConsumerDriver):
         self._state.woken = True
         self._changes.notify()
 
+    def _left(self, positions: Mapping[TopicPartition, int], done: set[TopicPartition]) -> None:
+        """``close`` committed ``done`` as it left: ``on_committed`` hears of it."""
+        written = {tp: positions[tp] for tp in done}
+        if written and self.on_committed is not None:
+            self.on_committed(written)
+
     async def close(self, timeout: float | None) -> None:
         state, m, run = self._state, self._m, self._thread.run
         deadline = None if timeout is None else time.monotonic() + timeout
@@ -324,7 +333,10 @@ class AsyncSqliteConsumer(AsyncConsumerDriver):
                 await run(m.heartbeat.stop, timeout)
             if state.member is not None:
                 positions = state.to_commit() if state.auto_commit else {}
-                await run(self._session.leave, state.member, positions, m.lock_deadline(deadline))
+                done = await run(
+                    self._session.leave, state.member, positions, m.lock_deadline(deadline)
+                )
+                self._left(positions, done)
         except BusError as error:
             logger.warning("consumer of group %r did not leave it cleanly: %s", state.group, error)
         finally:

@@ -472,9 +472,11 @@ class ConsumerState:
 
     def committed_now(
         self, positions: Mapping[TopicPartition, int], done: Iterable[TopicPartition]
-    ) -> None:
-        for tp in done:
-            self.committed[tp] = positions[tp]
+    ) -> Positions:
+        """``done`` of ``positions`` are committed: note them, and return them."""
+        written = {tp: positions[tp] for tp in done}
+        self.committed.update(written)
+        return written
 
     def message_position(self, message: Message) -> tuple[TopicPartition, int]:
         if self.group is None:

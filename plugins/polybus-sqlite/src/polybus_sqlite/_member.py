@@ -121,13 +121,16 @@ class Session:
 
     def leave(
         self, member: str, positions: Mapping[TopicPartition, int], deadline: float | None
-    ) -> None:
-        """Commit ``positions`` (those still owned) and leave, in one transaction."""
+    ) -> set[TopicPartition]:
+        """Commit ``positions`` (those still owned) and leave, in one transaction;
+        returns the partitions committed."""
+        done: set[TopicPartition] = set()
         with self.conn.write(deadline, f"cannot leave group {self.group!r}") as raw:
             if positions:
-                _group.commit(raw, self._group(), member, positions)
+                _, done = _group.commit(raw, self._group(), member, positions)
             _group.leave(raw, self._group(), member)
         self._notify()
+        return done
 
     # -- positions (capability ``offsets``) ---------------------------------------------------
 

@@ -182,7 +182,7 @@ class SqliteConsumer(ConsumerDriver):
         revoked = state.assigned - state.target
         if revoked:
             if state.auto_commit:
-                self._commit(state.to_commit(revoked), deadline)
+                self._commit(state.to_commit(revoked), deadline, own=True)
             if m.on_revoke is not None:
                 m.on_revoke(set(revoked))
             session.release(member, revoked, m.lock_deadline(deadline))
@@ -197,13 +197,18 @@ class SqliteConsumer(ConsumerDriver):
             if gained and m.on_assign is not None:
                 m.on_assign(set(gained))
 
-    def _commit(self, positions: Mapping[TopicPartition, int], deadline: float | None) -> bool:
-        """Commit processed positions of owned partitions; whether still a member."""
+    def _commit(
+        self, positions: Mapping[TopicPartition, int], deadline: float | None, *, own: bool
+    ) -> bool:
+        """Commit processed positions of owned partitions; whether still a member. A
+        commit of its ``own`` (a rebalance's, the interval's) is told ``on_committed``."""
         state = self._state
         if not positions or state.member is None:
             return True
         alive, done = self._session.commit(state.member, positions, self._m.lock_deadline(deadline))
-        state.committed_now(positions, done)
+        written = state.committed_now(positions, done)
+        if own and written and self.on_committed is not None:
+            self.on_committed(written)
         if not alive:
             state.dirty = True
         return alive
@@ -242,7 +247,7 @@ class SqliteConsumer(ConsumerDriver):
                         batch = self._fetch(max_messages)
                     now = time.monotonic()
                     if state.commit_due(now):
-                        self._commit(state.to_commit(), deadline)
+                        self._commit(state.to_commit(), deadline, own=True)
                 except TimeoutError as error:  # the lock: try again at the next turn
                     m.reporter.report(error, "locked")
                     state.dirty = True
@@ -270,7 +275,7 @@ class SqliteConsumer(ConsumerDriver):
                     "pass group=... to consumer()"
                 )
             state.mark_processed()
-            if not self._commit(state.to_commit(), None):
+            if not self._commit(state.to_commit(), None, own=False):
                 raise CommitError(
                     f"this consumer is no member of group {state.group!r} any more (it was "
                     "silent for session_timeout, or not polled for max_poll_interval): its "
@@ -322,6 +327,12 @@ class SqliteConsumer(ConsumerDriver):
         self._state.woken = True
         self._changes.notify()
 
+    def _left(self, positions: Mapping[TopicPartition, int], done: set[TopicPartition]) -> None:
+        """``close`` committed ``done`` as it left: ``on_committed`` hears of it."""
+        written = {tp: positions[tp] for tp in done}
+        if written and self.on_committed is not None:
+            self.on_committed(written)
+
     def close(self, timeout: float | None) -> None:
         state, m = self._state, self._m
         deadline = None if timeout is None else time.monotonic() + timeout
@@ -330,7 +341,8 @@ class SqliteConsumer(ConsumerDriver):
                 m.heartbeat.stop(timeout)
             if state.member is not None:
                 positions = state.to_commit() if state.auto_commit else {}
-                self._session.leave(state.member, positions, m.lock_deadline(deadline))
+                done = self._session.leave(state.member, positions, m.lock_deadline(deadline))
+                self._left(positions, done)
         except BusError as error:  # the group removes it after its session timeout
             logger.warning("consumer of group %r did not leave it cleanly: %s", state.group, error)
         finally:
