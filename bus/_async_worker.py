@@ -117,6 +117,7 @@ class AsyncWorker(WorkerCore):
         self._consumer = consumer
         try:
             self._processed = consumer._worker_owned()
+            self._around = consumer._around_processing()
             if self._dead_letter is not None:
                 self._producer = self._bus.async_producer(serializer=None, key_serializer=None)
             if self._stopping:
@@ -228,7 +229,7 @@ class AsyncWorker(WorkerCore):
             lane, run = taken
             try:
                 for raw in run:
-                    if self._stopping or lane.gone or not await self._handled(raw):
+                    if self._stopping or lane.gone or not await self._handle(raw):
                         break
                     lane.done = raw
                     if self._processed is not None:
@@ -244,6 +245,13 @@ class AsyncWorker(WorkerCore):
         result = self._handler(message)
         if inspect.isawaitable(result):
             await result
+
+    async def _handle(self, raw: Message) -> bool:
+        """``_handled``, inside the interceptors' ``processing`` if they have one."""
+        if self._around is None:
+            return await self._handled(raw)
+        with self._around(raw):
+            return await self._handled(raw)
 
     async def _handled(self, raw: Message) -> bool:
         try:

@@ -6,6 +6,7 @@ import asyncio
 import threading
 import time
 from collections.abc import AsyncIterator, Callable, Collection, Iterator, Mapping
+from contextlib import AbstractContextManager
 from typing import Any
 
 from bus._checks import (
@@ -171,6 +172,13 @@ class _ConsumerCore:
             return None
         self._unprocessed.external = True
         return self._unprocessed.processed_one
+
+    def _around_processing(self) -> Callable[[Message], AbstractContextManager[None]] | None:
+        """For the worker: what to enter around each handling (the interceptors'
+        ``processing``), ``None`` when no interceptor does anything there."""
+        if self._chain is None or not self._chain.wraps_processing:
+            return None
+        return self._chain.processing
 
     def _pause(self, partitions: Collection[TopicPartition]) -> None:
         """For the worker: stop fetching from ``partitions`` (capability ``pause``);

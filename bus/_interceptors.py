@@ -5,9 +5,10 @@ the right moments; nothing here does I/O.
 
 from __future__ import annotations
 
+import contextlib
 import difflib
 import logging
-from collections.abc import Callable, Collection, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
 from typing import Any
 
 from bus._errors import BusError, ConfigError
@@ -31,7 +32,7 @@ class Interceptor:
     closes.
 
     Producers call ``on_send`` and ``on_acknowledgement``; consumers ``on_consume``,
-    ``on_processed`` and ``on_commit``.
+    ``on_processed`` and ``on_commit``; workers ``processing`` around each handling.
     """
 
     def on_send(self, message: Message) -> Message:
@@ -65,6 +66,15 @@ class Interceptor:
         ``close``'s. Those come from inside a poll or ``close`` (on aiokafka://, from the
         task that commits or rebalances, on the same event loop)."""
 
+    def processing(self, message: Message) -> contextlib.AbstractContextManager[None]:
+        """A context manager around the application's work on ``message``: a worker
+        enters it in the thread (or task) that runs the handler, around the handling
+        with its retries and dead letter; in a loop of your own, enter it yourself
+        (``with interceptor.processing(message): ...``). The OpenTelemetry interceptor
+        makes the message's ``process`` span current in it, so spans the handler starts
+        are its children. One that raises entering or leaving is logged and skipped."""
+        return contextlib.nullcontext()
+
     def close(self) -> None:
         """The client this interceptor serves closes."""
 
@@ -72,11 +82,28 @@ class Interceptor:
 class Chain:
     """The interceptors of one client, in order. Thread-safe as far as they are."""
 
-    __slots__ = ("_all", "_reversed")
+    __slots__ = ("_all", "_around", "_reversed")
 
     def __init__(self, interceptors: Sequence[Interceptor]):
         self._all = tuple(interceptors)
         self._reversed = self._all[::-1]
+        # Only those that override ``processing``: the others' would do nothing.
+        self._around = tuple(
+            i for i in self._all if type(i).processing is not Interceptor.processing
+        )
+
+    @property
+    def wraps_processing(self) -> bool:
+        """Whether ``processing`` does anything (a worker skips it otherwise)."""
+        return bool(self._around)
+
+    @contextlib.contextmanager
+    def processing(self, message: Message) -> Iterator[None]:
+        """Every interceptor's ``processing(message)``, nested in order."""
+        with contextlib.ExitStack() as stack:
+            for interceptor in self._around:
+                stack.enter_context(_guarded(interceptor, message))
+            yield
 
     @staticmethod
     def _notify(interceptors: tuple[Interceptor, ...], hook: str, *args: Any) -> None:
@@ -137,6 +164,25 @@ class Chain:
 
     def close(self) -> None:
         self._notify(self._all, "close")
+
+
+@contextlib.contextmanager
+def _guarded(interceptor: Interceptor, message: Message) -> Iterator[None]:
+    """``interceptor.processing(message)``, logged and skipped where it raises."""
+    try:
+        around = interceptor.processing(message)
+        around.__enter__()
+    except Exception:
+        LOGGER.exception("interceptor %r raised in processing; skipped", interceptor)
+        yield
+        return
+    try:
+        yield
+    finally:
+        try:
+            around.__exit__(None, None, None)
+        except Exception:
+            LOGGER.exception("interceptor %r raised leaving processing; skipped", interceptor)
 
 
 def _same_places(given: list[Message], changed: Any) -> bool:

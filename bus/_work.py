@@ -13,6 +13,7 @@ import collections
 import logging
 import math
 from collections.abc import Callable, Collection, Iterable, Mapping
+from contextlib import AbstractContextManager
 from typing import TYPE_CHECKING, Any
 
 import attrs
@@ -409,6 +410,8 @@ class WorkerCore:
         self._started = False
         self._failure: tuple[Message, BaseException] | None = None
         self._processed: Callable[[Message], None] | None = None  # interceptors' hook
+        # Entered around each handling (the interceptors' ``processing``), if any.
+        self._around: Callable[[Message], AbstractContextManager[None]] | None = None
 
     def _consumer_options(self) -> dict[str, Any]:
         """What the worker's consumer is made with (``on_revoke`` is the worker's)."""

@@ -93,6 +93,7 @@ class Worker(WorkerCore):
         self._consumer = consumer
         try:
             self._processed = consumer._worker_owned()
+            self._around = consumer._around_processing()
             if self._dead_letter is not None:
                 self._producer = self._bus.producer(serializer=None, key_serializer=None)
             if self._stop.is_set():  # stopped before it ran
@@ -204,7 +205,7 @@ class Worker(WorkerCore):
             lane, run = taken
             try:
                 for raw in run:
-                    if stop.is_set() or lane.gone or not self._handled(raw):
+                    if stop.is_set() or lane.gone or not self._handle(raw):
                         break
                     lane.done = raw
                     if self._processed is not None:
@@ -215,6 +216,13 @@ class Worker(WorkerCore):
                     cond.notify_all()
                 if caught_up and self._consumer is not None:
                     self._consumer._wakeup()  # the poll at hand returns: resume it now
+
+    def _handle(self, raw: Message) -> bool:
+        """``_handled``, inside the interceptors' ``processing`` if they have one."""
+        if self._around is None:
+            return self._handled(raw)
+        with self._around(raw):
+            return self._handled(raw)
 
     def _handled(self, raw: Message) -> bool:
         """Handle one message: ``True`` once processed (handled, or dead-lettered);

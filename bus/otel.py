@@ -11,7 +11,9 @@ and meter providers) or give an instance (``OpenTelemetryInterceptor(tracer_prov
 - ``receive {topic}`` (CLIENT) for every fetched batch, with its message count;
 - ``process {topic}`` (CONSUMER) from hand-out to processed, a child of the producer's
   context taken from the headers (so send and process share a trace) and linked to it;
-- ``commit`` (CLIENT) for every explicit commit;
+  current while a worker's handler runs (``processing``), so the handler's own spans
+  are its children;
+- ``commit`` (CLIENT) for every commit, explicit or the consumer's own;
 - the metrics ``messaging.client.operation.duration``, ``messaging.client.sent.messages``,
   ``messaging.client.consumed.messages`` and ``messaging.process.duration``.
 """
@@ -20,7 +22,8 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from typing import Any
 
 try:
@@ -224,6 +227,21 @@ class OpenTelemetryInterceptor(Interceptor):
                 ma.MESSAGING_DESTINATION_NAME: message.topic,
             },
         )
+
+    @contextmanager
+    def processing(self, message: Message) -> Iterator[None]:
+        """Make ``message``'s ``process`` span the current span: what starts a span in
+        here (a worker's handler, your loop's body) starts a child of it. An exception
+        leaving it is recorded on the span, which it marks failed. The span still ends
+        when the message counts as processed. A message this interceptor did not hand
+        out changes nothing."""
+        with self._lock:
+            found = self._processing.get((message.topic, message.partition, message.offset))
+        if found is None:
+            yield
+            return
+        with trace.use_span(found[0], end_on_exit=False):
+            yield
 
     def on_commit(self, offsets: Mapping[TopicPartition, int]) -> None:
         topics = {tp.topic for tp in offsets}

@@ -5,6 +5,7 @@ aiokafka://), with the messaging semantic conventions' names and attributes."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import subprocess
 import sys
@@ -144,6 +145,114 @@ def test_a_worker_makes_one_process_span_per_handled_message_ending_with_its_han
     assert len(processes) == 9
     assert {p.parent.span_id for p in processes if p.parent is not None} == sends
     assert sum(p.count for p in telemetry.metrics()["messaging.process.duration"]) == 9
+
+
+def _process_of(telemetry: Telemetry, topic: str) -> dict[tuple[str, int], ReadableSpan]:
+    spans = telemetry.named(f"process {topic}")
+    partition, offset = "messaging.destination.partition.id", "messaging.kafka.offset"
+    return {(str(s.attributes[partition]), s.attributes[offset]): s for s in spans}
+
+
+@pytest.mark.parametrize("concurrency", [1, 3])
+def test_spans_a_worker_handler_starts_are_children_of_its_process_span(
+    telemetry: Telemetry, concurrency: int
+) -> None:
+    topic = "orders"
+    tracer = telemetry.tracer_provider.get_tracer("app")
+    with bus.connect(f"memory://otel-{uuid.uuid4().hex}") as b:
+        b.create_topic(topic, partitions=3)
+        with b.producer(interceptors=[telemetry.interceptor(backend="memory")]) as producer:
+            for i in range(9):
+                producer.send(topic, b"%d" % i, key=b"%d" % i)
+        handled: list[bus.Message] = []
+
+        def handle(message: bus.Message) -> None:
+            with tracer.start_as_current_span("charge", attributes={"at": message.offset}):
+                pass
+            handled.append(message)
+            if len(handled) == 9:
+                worker.stop()
+
+        worker = b.worker(
+            handle, topic, group="billing", concurrency=concurrency, offset_reset="earliest",
+            interceptors=[telemetry.interceptor(backend="memory", group="billing")],
+        )  # fmt: skip
+        worker.run()
+    processes = _process_of(telemetry, topic)
+    charges = telemetry.named("charge")
+    assert len(charges) == 9 and len(processes) == 9
+    for m, charge in zip(handled, sorted(charges, key=lambda s: s.start_time or 0), strict=True):
+        process = processes[(str(m.partition), m.offset)]
+        assert charge.attributes["at"] == m.offset
+        assert charge.parent is not None and charge.parent.span_id == process.context.span_id
+        assert charge.context.trace_id == process.context.trace_id  # the send's trace
+
+
+def test_spans_an_async_worker_handler_starts_are_children_of_its_process_span(
+    telemetry: Telemetry,
+) -> None:
+    topic = "orders"
+    tracer = telemetry.tracer_provider.get_tracer("app")
+
+    async def main() -> list[bus.Message]:
+        async with bus.connect(f"memory://otel-{uuid.uuid4().hex}") as b:
+            b.create_topic(topic, partitions=2)
+            async with b.async_producer(
+                interceptors=[telemetry.interceptor(backend="memory")]
+            ) as producer:
+                for i in range(6):
+                    await producer.send(topic, b"%d" % i, key=b"%d" % i)
+            handled: list[bus.Message] = []
+
+            async def handle(message: bus.Message) -> None:
+                with tracer.start_as_current_span("charge"):
+                    await asyncio.sleep(0)  # the context lives across an await
+                    with tracer.start_as_current_span("inner"):
+                        pass
+                handled.append(message)
+                if len(handled) == 6:
+                    worker.stop()
+
+            worker = b.async_worker(
+                handle, topic, group="billing", concurrency=2, offset_reset="earliest",
+                interceptors=[telemetry.interceptor(backend="memory", group="billing")],
+            )  # fmt: skip
+            await worker.run()
+            return handled
+
+    handled = asyncio.run(main())
+    processes = {s.context.span_id: s for s in telemetry.named(f"process {topic}")}
+    charges = telemetry.named("charge")
+    assert len(handled) == 6 and len(charges) == 6
+    assert all(c.parent is not None and c.parent.span_id in processes for c in charges)
+    assert len({c.parent.span_id for c in charges if c.parent is not None}) == 6  # one each
+    charge_ids = {c.context.span_id for c in charges}
+    inner = telemetry.named("inner")
+    assert len(inner) == 6
+    assert all(i.parent is not None and i.parent.span_id in charge_ids for i in inner)
+
+
+def test_processing_in_a_loop_of_ones_own_records_what_the_body_raised(
+    telemetry: Telemetry,
+) -> None:
+    topic = "orders"
+    tracer = telemetry.tracer_provider.get_tracer("app")
+    reader = telemetry.interceptor(backend="memory")
+    with bus.connect(f"memory://otel-{uuid.uuid4().hex}") as b:
+        with b.producer() as producer:
+            producer.send(topic, b"bad")
+        with b.consumer(topic, offset_reset="earliest", interceptors=[reader]) as consumer:
+            [message] = consume(consumer, 1)
+            with pytest.raises(ValueError), reader.processing(message):
+                with tracer.start_as_current_span("parse"):
+                    pass
+                raise ValueError("not a number")
+            assert consumer.poll(timeout=0.05) is None  # processed: its span ends
+    [process] = telemetry.named(f"process {topic}")
+    [parse] = telemetry.named("parse")
+    assert parse.parent is not None and parse.parent.span_id == process.context.span_id
+    assert process.status.status_code is StatusCode.ERROR
+    assert [e.name for e in process.events] == ["exception"]
 
 
 def test_a_failed_send_has_an_error_status_and_type(telemetry: Telemetry) -> None:

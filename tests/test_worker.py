@@ -5,6 +5,7 @@ the retry bound that keeps a member in its group."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import signal
 import threading
@@ -342,3 +343,61 @@ def test_a_worker_whose_bus_closes_raises_and_leaves_no_thread_behind(b: bus.Bus
     assert not thread.is_alive()
     assert [type(e) for e in errors] == [bus.ClosedError]
     assert not [t for t in threading.enumerate() if t.name.startswith("bus-worker-")]
+
+
+# -- interceptors around the handler ----------------------------------------------------------
+
+
+class _Around(bus.Interceptor):
+    """Notes what runs inside its ``processing``; ``fail`` makes entering or leaving raise."""
+
+    def __init__(self, fail: str | None = None):
+        self.fail = fail
+        self.inside: list[Any] = []
+        self.depth = threading.local()
+
+    def processing(self, message: bus.Message) -> Any:
+        @contextlib.contextmanager
+        def around() -> Iterator[None]:
+            if self.fail == "enter":
+                raise RuntimeError("an interceptor with a bug")
+            self.depth.n = 1
+            try:
+                yield
+            finally:
+                self.depth.n = 0
+                if self.fail == "leave":
+                    raise RuntimeError("an interceptor with a bug")
+
+        return around()
+
+
+@pytest.mark.parametrize("fail", [None, "enter", "leave"])
+def test_a_handler_runs_inside_the_interceptors_processing_and_a_raising_one_loses_nothing(
+    b: bus.Bus, fail: str | None, caplog: pytest.LogCaptureFixture
+) -> None:
+    with b.producer() as producer:
+        for i in range(6):
+            producer.send("orders", b"%d" % i, partition=i % 2)
+    around = _Around(fail)
+    handled: list[tuple[bytes | None, int]] = []
+
+    def handle(message: bus.Message) -> None:
+        handled.append((message.value, getattr(around.depth, "n", 0)))
+        if len(handled) == 6:
+            worker.stop()
+
+    worker = b.worker(
+        handle, "orders", group="g", concurrency=2, offset_reset="earliest",
+        interceptors=[around],
+    )  # fmt: skip
+    worker.run()
+    assert sorted(v for v, _ in handled) == [b"%d" % i for i in range(6)]
+    assert {depth for _, depth in handled} == {0 if fail == "enter" else 1}
+    logged = [r.getMessage() for r in caplog.records if r.name == "bus"]
+    if fail == "enter":
+        assert any("raised in processing" in m for m in logged)
+    elif fail == "leave":
+        assert any("raised leaving processing" in m for m in logged)
+    with b.consumer("orders", group="g") as after:  # every one was committed
+        assert after.poll(timeout=0.2) is None
