@@ -183,8 +183,6 @@ class KafkaConsumer(ConsumerDriver):
         its auto-commits and the commit of ``close`` (not the synchronous commits this
         driver makes, which it reports itself). Nothing to commit (``_NO_OFFSET``), or a
         partition that failed, is not a commit."""
-        if self.on_committed is None:
-            return
         if err is not None and err.code() == KafkaError._NO_OFFSET:
             return
         moved = {
@@ -194,8 +192,8 @@ class KafkaConsumer(ConsumerDriver):
             and tp.offset >= 0
             and self._committed.get((tp.topic, tp.partition)) != tp.offset
         }
-        if moved:
-            self._committed.update(moved)
+        self._committed.update(moved)  # known with or without a listener
+        if moved and self.on_committed is not None:
             self.on_committed({bus.TopicPartition(t, p): o for (t, p), o in moved.items()})
 
     # -- assignment ---------------------------------------------------------------------------
